@@ -1,0 +1,131 @@
+/**
+ * The one contract between the REST gateway (app/) and the compute side (tserver/ + worker/).
+ *
+ * Compatibility rule: the names, field ids and field types of the original demo's IDL are kept as
+ * they were, and the contract only ever grows by new optional fields, new exceptions and new methods.
+ * A client generated from the original IDL still works against this server: Thrift skips fields it
+ * does not know.
+ *
+ * Wire format: TBinaryProtocol on a buffered (unframed) transport, as the original's client speaks it.
+ * The server also accepts framed clients on the same port. No multiplexing.
+ */
+namespace py RPC
+
+/** Smallest number of decimals startCalcPi accepts. */
+const i8 MIN_DECIMAL = 1
+
+/** CPU usage of the compute host. */
+struct CpuStatus {
+  /** Utilisation of all CPUs in percent, 0..100, sampled since the previous call. */
+  1: required double percent
+  /** Number of logical CPUs. */
+  2: required i32 count
+  /** Load average over 1, 5 and 15 minutes. */
+  3: required list<double> load_average
+}
+
+/** Memory of the compute host, in bytes. */
+struct MemoryStatus {
+  /** Physical memory. */
+  1: required i64 total
+  /** Memory that can be given to processes without swapping. */
+  2: required i64 available
+  /** Used share in percent, 0..100. */
+  3: required double percent
+}
+
+/** The disk that holds the task state folder, in bytes. */
+struct DiskStatus {
+  /** The state folder the figures are for. */
+  1: required string path
+  /** Size of the file system. */
+  2: required i64 total
+  /** Bytes free for an ordinary user. */
+  3: required i64 free
+  /** Used share in percent, 0..100. */
+  4: required double percent
+}
+
+/** The state of the compute host (psutil and socket), as shown by GET / of the gateway. */
+struct HostStatus {
+  /** Host name of the compute host. */
+  1: required string hostname
+  /** Its address, as the host name resolves. */
+  2: required string ip
+  /** CPU load. */
+  3: required CpuStatus cpu
+  /** Memory. */
+  4: required MemoryStatus memory
+  /** Disk of the state folder. */
+  5: required DiskStatus disk
+}
+
+/**
+ * One pi calculation. Fields 1 to 6 are the original's, unchanged; the rest were added.
+ * status is one of WAITING, PROGRESS, SUCCESS, FAILURE.
+ * Times are ISO 8601 in UTC with an offset.
+ */
+struct calcResult {
+  /** Task id, a UUID. */
+  1: required string id
+  /** WAITING, PROGRESS, SUCCESS or FAILURE. */
+  2: required string status
+  /** When the task was queued. */
+  3: required string pushqtime
+  /** When the worker started it; absent while WAITING. */
+  4: optional string starttime
+  /** When it finished; absent until SUCCESS or FAILURE. */
+  5: optional string stoptime
+  /** Partial sum rounded to `decimal` places while PROGRESS; pi rounded to `decimal` places at SUCCESS. */
+  6: optional double result
+  /** Number of decimals asked for. */
+  7: optional i8 decimal
+  /** Percentage of the work done, 0..100; never goes backwards; 100 only at SUCCESS. */
+  8: optional double progress
+  /** At SUCCESS, pi as an exact decimal string with exactly `decimal` places. */
+  9: optional string digits
+  /** At FAILURE, why. */
+  10: optional string error
+  /** Number of series terms summed so far. */
+  11: optional i64 terms
+}
+
+/** The number of decimals is outside the allowed range. */
+exception BadDecimal {
+  /** Human-readable reason naming the allowed range. */
+  1: string message
+  /** Smallest allowed number of decimals. */
+  2: i8 min_decimal
+  /** Largest allowed number of decimals. */
+  3: i8 max_decimal
+}
+
+/** The id names no known task (unknown, malformed or hostile). */
+exception BadTask {
+  /** Human-readable reason. */
+  1: string message
+}
+
+/** A dependency of the compute side (the broker, the state folder) cannot be used right now. */
+exception Unavailable {
+  /** Human-readable reason. */
+  1: string message
+}
+
+/** The gateway's view of the compute side. */
+service RPCcelery {
+  /**
+   * Queue a Leibniz-series calculation of pi to `decimal` places.
+   * Returns the new task's id once the broker has confirmed the message.
+   */
+  string startCalcPi(1: i8 decimal) throws (1: BadDecimal bd, 2: Unavailable un)
+
+  /** The state of one task. */
+  calcResult getTaskStatus(1: string uuid) throws (1: BadTask bt, 2: Unavailable un)
+
+  /** Every task, newest pushqtime first. */
+  list<calcResult> listTasks() throws (1: Unavailable un)
+
+  /** The state of the compute host. */
+  HostStatus getHostStatus() throws (1: Unavailable un)
+}
