@@ -90,6 +90,14 @@ struct calcResult {
   11: optional i64 terms
 }
 
+/** One page of the task list, newest pushqtime first. */
+struct TaskPage {
+  /** The tasks on this page. */
+  1: required list<calcResult> tasks
+  /** How many tasks match the filter in all. */
+  2: required i64 total
+}
+
 /** The number of decimals is outside the allowed range. */
 exception BadDecimal {
   /** Human-readable reason naming the allowed range. */
@@ -120,11 +128,23 @@ service RPCcelery {
    */
   string startCalcPi(1: i8 decimal) throws (1: BadDecimal bd, 2: Unavailable un)
 
+  /**
+   * Like startCalcPi, but returns the new task's whole record (status WAITING, pushqtime).
+   * The gateway uses this one; startCalcPi stays for clients generated from the original IDL.
+   */
+  calcResult queueCalcPi(1: i8 decimal) throws (1: BadDecimal bd, 2: Unavailable un)
+
   /** The state of one task. */
   calcResult getTaskStatus(1: string uuid) throws (1: BadTask bt, 2: Unavailable un)
 
   /** Every task, newest pushqtime first. */
   list<calcResult> listTasks() throws (1: Unavailable un)
+
+  /**
+   * One page of tasks, newest pushqtime first. offset >= 0; 1 <= limit <= 1000;
+   * status empty for every task, or one of WAITING, PROGRESS, SUCCESS, FAILURE.
+   */
+  TaskPage listTaskPage(1: i32 offset, 2: i32 limit, 3: string status) throws (1: Unavailable un)
 
   /** The state of the compute host. */
   HostStatus getHostStatus() throws (1: Unavailable un)

@@ -34,6 +34,17 @@ class Iface(object):
         """
         pass
 
+    def queueCalcPi(self, decimal):
+        """
+        Like startCalcPi, but returns the new task's whole record (status WAITING, pushqtime).
+        The gateway uses this one; startCalcPi stays for clients generated from the original IDL.
+
+        Parameters:
+         - decimal
+
+        """
+        pass
+
     def getTaskStatus(self, uuid):
         """
         The state of one task.
@@ -47,6 +58,19 @@ class Iface(object):
     def listTasks(self):
         """
         Every task, newest pushqtime first.
+
+        """
+        pass
+
+    def listTaskPage(self, offset, limit, status):
+        """
+        One page of tasks, newest pushqtime first. offset >= 0; 1 <= limit <= 1000;
+        status empty for every task, or one of WAITING, PROGRESS, SUCCESS, FAILURE.
+
+        Parameters:
+         - offset
+         - limit
+         - status
 
         """
         pass
@@ -108,6 +132,45 @@ class Client(Iface):
         if result.un is not None:
             raise result.un
         raise TApplicationException(TApplicationException.MISSING_RESULT, "startCalcPi failed: unknown result")
+
+    def queueCalcPi(self, decimal):
+        """
+        Like startCalcPi, but returns the new task's whole record (status WAITING, pushqtime).
+        The gateway uses this one; startCalcPi stays for clients generated from the original IDL.
+
+        Parameters:
+         - decimal
+
+        """
+        self.send_queueCalcPi(decimal)
+        return self.recv_queueCalcPi()
+
+    def send_queueCalcPi(self, decimal):
+        self._oprot.writeMessageBegin('queueCalcPi', TMessageType.CALL, self._seqid)
+        args = queueCalcPi_args()
+        args.decimal = decimal
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_queueCalcPi(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = queueCalcPi_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.bd is not None:
+            raise result.bd
+        if result.un is not None:
+            raise result.un
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "queueCalcPi failed: unknown result")
 
     def getTaskStatus(self, uuid):
         """
@@ -179,6 +242,47 @@ class Client(Iface):
             raise result.un
         raise TApplicationException(TApplicationException.MISSING_RESULT, "listTasks failed: unknown result")
 
+    def listTaskPage(self, offset, limit, status):
+        """
+        One page of tasks, newest pushqtime first. offset >= 0; 1 <= limit <= 1000;
+        status empty for every task, or one of WAITING, PROGRESS, SUCCESS, FAILURE.
+
+        Parameters:
+         - offset
+         - limit
+         - status
+
+        """
+        self.send_listTaskPage(offset, limit, status)
+        return self.recv_listTaskPage()
+
+    def send_listTaskPage(self, offset, limit, status):
+        self._oprot.writeMessageBegin('listTaskPage', TMessageType.CALL, self._seqid)
+        args = listTaskPage_args()
+        args.offset = offset
+        args.limit = limit
+        args.status = status
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_listTaskPage(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = listTaskPage_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.un is not None:
+            raise result.un
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "listTaskPage failed: unknown result")
+
     def getHostStatus(self):
         """
         The state of the compute host.
@@ -217,8 +321,10 @@ class Processor(Iface, TProcessor):
         self._handler = handler
         self._processMap = {}
         self._processMap["startCalcPi"] = Processor.process_startCalcPi
+        self._processMap["queueCalcPi"] = Processor.process_queueCalcPi
         self._processMap["getTaskStatus"] = Processor.process_getTaskStatus
         self._processMap["listTasks"] = Processor.process_listTasks
+        self._processMap["listTaskPage"] = Processor.process_listTaskPage
         self._processMap["getHostStatus"] = Processor.process_getHostStatus
         self._on_message_begin = None
 
@@ -267,6 +373,35 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.EXCEPTION
             result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
         oprot.writeMessageBegin("startCalcPi", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_queueCalcPi(self, seqid, iprot, oprot):
+        args = queueCalcPi_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = queueCalcPi_result()
+        try:
+            result.success = self._handler.queueCalcPi(args.decimal)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except BadDecimal as bd:
+            msg_type = TMessageType.REPLY
+            result.bd = bd
+        except Unavailable as un:
+            msg_type = TMessageType.REPLY
+            result.un = un
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("queueCalcPi", msg_type, seqid)
         result.write(oprot)
         oprot.writeMessageEnd()
         oprot.trans.flush()
@@ -322,6 +457,32 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.EXCEPTION
             result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
         oprot.writeMessageBegin("listTasks", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_listTaskPage(self, seqid, iprot, oprot):
+        args = listTaskPage_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = listTaskPage_result()
+        try:
+            result.success = self._handler.listTaskPage(args.offset, args.limit, args.status)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except Unavailable as un:
+            msg_type = TMessageType.REPLY
+            result.un = un
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("listTaskPage", msg_type, seqid)
         result.write(oprot)
         oprot.writeMessageEnd()
         oprot.trans.flush()
@@ -497,6 +658,154 @@ class startCalcPi_result(object):
 all_structs.append(startCalcPi_result)
 startCalcPi_result.thrift_spec = (
     (0, TType.STRING, 'success', 'UTF8', None, ),  # 0
+    (1, TType.STRUCT, 'bd', [BadDecimal, None], None, ),  # 1
+    (2, TType.STRUCT, 'un', [Unavailable, None], None, ),  # 2
+)
+
+
+class queueCalcPi_args(object):
+    """
+    Attributes:
+     - decimal
+
+    """
+
+
+    def __init__(self, decimal=None,):
+        self.decimal = decimal
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.BYTE:
+                    self.decimal = iprot.readByte()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('queueCalcPi_args')
+        if self.decimal is not None:
+            oprot.writeFieldBegin('decimal', TType.BYTE, 1)
+            oprot.writeByte(self.decimal)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(queueCalcPi_args)
+queueCalcPi_args.thrift_spec = (
+    None,  # 0
+    (1, TType.BYTE, 'decimal', None, None, ),  # 1
+)
+
+
+class queueCalcPi_result(object):
+    """
+    Attributes:
+     - success
+     - bd
+     - un
+
+    """
+
+
+    def __init__(self, success=None, bd=None, un=None,):
+        self.success = success
+        self.bd = bd
+        self.un = un
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.STRUCT:
+                    self.success = calcResult()
+                    self.success.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.bd = BadDecimal.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.un = Unavailable.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('queueCalcPi_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.STRUCT, 0)
+            self.success.write(oprot)
+            oprot.writeFieldEnd()
+        if self.bd is not None:
+            oprot.writeFieldBegin('bd', TType.STRUCT, 1)
+            self.bd.write(oprot)
+            oprot.writeFieldEnd()
+        if self.un is not None:
+            oprot.writeFieldBegin('un', TType.STRUCT, 2)
+            self.un.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(queueCalcPi_result)
+queueCalcPi_result.thrift_spec = (
+    (0, TType.STRUCT, 'success', [calcResult, None], None, ),  # 0
     (1, TType.STRUCT, 'bd', [BadDecimal, None], None, ),  # 1
     (2, TType.STRUCT, 'un', [Unavailable, None], None, ),  # 2
 )
@@ -718,11 +1027,11 @@ class listTasks_result(object):
             if fid == 0:
                 if ftype == TType.LIST:
                     self.success = []
-                    (_etype10, _size7) = iprot.readListBegin()
-                    for _i11 in range(_size7):
-                        _elem12 = calcResult()
-                        _elem12.read(iprot)
-                        self.success.append(_elem12)
+                    (_etype17, _size14) = iprot.readListBegin()
+                    for _i18 in range(_size14):
+                        _elem19 = calcResult()
+                        _elem19.read(iprot)
+                        self.success.append(_elem19)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -744,8 +1053,8 @@ class listTasks_result(object):
         if self.success is not None:
             oprot.writeFieldBegin('success', TType.LIST, 0)
             oprot.writeListBegin(TType.STRUCT, len(self.success))
-            for iter13 in self.success:
-                iter13.write(oprot)
+            for iter20 in self.success:
+                iter20.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.un is not None:
@@ -771,6 +1080,166 @@ class listTasks_result(object):
 all_structs.append(listTasks_result)
 listTasks_result.thrift_spec = (
     (0, TType.LIST, 'success', (TType.STRUCT, [calcResult, None], False), None, ),  # 0
+    (1, TType.STRUCT, 'un', [Unavailable, None], None, ),  # 1
+)
+
+
+class listTaskPage_args(object):
+    """
+    Attributes:
+     - offset
+     - limit
+     - status
+
+    """
+
+
+    def __init__(self, offset=None, limit=None, status=None,):
+        self.offset = offset
+        self.limit = limit
+        self.status = status
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.I32:
+                    self.offset = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.I32:
+                    self.limit = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRING:
+                    self.status = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('listTaskPage_args')
+        if self.offset is not None:
+            oprot.writeFieldBegin('offset', TType.I32, 1)
+            oprot.writeI32(self.offset)
+            oprot.writeFieldEnd()
+        if self.limit is not None:
+            oprot.writeFieldBegin('limit', TType.I32, 2)
+            oprot.writeI32(self.limit)
+            oprot.writeFieldEnd()
+        if self.status is not None:
+            oprot.writeFieldBegin('status', TType.STRING, 3)
+            oprot.writeString(self.status.encode('utf-8') if sys.version_info[0] == 2 else self.status)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(listTaskPage_args)
+listTaskPage_args.thrift_spec = (
+    None,  # 0
+    (1, TType.I32, 'offset', None, None, ),  # 1
+    (2, TType.I32, 'limit', None, None, ),  # 2
+    (3, TType.STRING, 'status', 'UTF8', None, ),  # 3
+)
+
+
+class listTaskPage_result(object):
+    """
+    Attributes:
+     - success
+     - un
+
+    """
+
+
+    def __init__(self, success=None, un=None,):
+        self.success = success
+        self.un = un
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.STRUCT:
+                    self.success = TaskPage()
+                    self.success.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.un = Unavailable.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('listTaskPage_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.STRUCT, 0)
+            self.success.write(oprot)
+            oprot.writeFieldEnd()
+        if self.un is not None:
+            oprot.writeFieldBegin('un', TType.STRUCT, 1)
+            self.un.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(listTaskPage_result)
+listTaskPage_result.thrift_spec = (
+    (0, TType.STRUCT, 'success', [TaskPage, None], None, ),  # 0
     (1, TType.STRUCT, 'un', [Unavailable, None], None, ),  # 1
 )
 

@@ -591,6 +591,89 @@ class calcResult(object):
         return not (self == other)
 
 
+class TaskPage(object):
+    """
+    One page of the task list, newest pushqtime first.
+
+    Attributes:
+     - tasks: The tasks on this page.
+     - total: How many tasks match the filter in all.
+
+    """
+
+
+    def __init__(self, tasks=None, total=None,):
+        self.tasks = tasks
+        self.total = total
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.LIST:
+                    self.tasks = []
+                    (_etype10, _size7) = iprot.readListBegin()
+                    for _i11 in range(_size7):
+                        _elem12 = calcResult()
+                        _elem12.read(iprot)
+                        self.tasks.append(_elem12)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.I64:
+                    self.total = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('TaskPage')
+        if self.tasks is not None:
+            oprot.writeFieldBegin('tasks', TType.LIST, 1)
+            oprot.writeListBegin(TType.STRUCT, len(self.tasks))
+            for iter13 in self.tasks:
+                iter13.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.total is not None:
+            oprot.writeFieldBegin('total', TType.I64, 2)
+            oprot.writeI64(self.total)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        if self.tasks is None:
+            raise TProtocolException(message='Required field tasks is unset!')
+        if self.total is None:
+            raise TProtocolException(message='Required field total is unset!')
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
 class BadDecimal(TException):
     """
     The number of decimals is outside the allowed range.
@@ -885,6 +968,12 @@ calcResult.thrift_spec = (
     (9, TType.STRING, 'digits', 'UTF8', None, ),  # 9
     (10, TType.STRING, 'error', 'UTF8', None, ),  # 10
     (11, TType.I64, 'terms', None, None, ),  # 11
+)
+all_structs.append(TaskPage)
+TaskPage.thrift_spec = (
+    None,  # 0
+    (1, TType.LIST, 'tasks', (TType.STRUCT, [calcResult, None], False), None, ),  # 1
+    (2, TType.I64, 'total', None, None, ),  # 2
 )
 all_structs.append(BadDecimal)
 BadDecimal.thrift_spec = (
