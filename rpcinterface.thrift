@@ -114,6 +114,12 @@ exception BadTask {
   1: string message
 }
 
+/** An argument is outside its documented range. */
+exception BadArgument {
+  /** Human-readable reason naming the allowed values. */
+  1: string message
+}
+
 /** A dependency of the compute side (the broker, the state folder) cannot be used right now. */
 exception Unavailable {
   /** Human-readable reason. */
@@ -144,7 +150,7 @@ service RPCcelery {
    * One page of tasks, newest pushqtime first. offset >= 0; 1 <= limit <= 1000;
    * status empty for every task, or one of WAITING, PROGRESS, SUCCESS, FAILURE.
    */
-  TaskPage listTaskPage(1: i32 offset, 2: i32 limit, 3: string status) throws (1: Unavailable un)
+  TaskPage listTaskPage(1: i32 offset, 2: i32 limit, 3: string status) throws (1: BadArgument ba, 2: Unavailable un)
 
   /** The state of the compute host. */
   HostStatus getHostStatus() throws (1: Unavailable un)

@@ -279,6 +279,8 @@ class Client(Iface):
         iprot.readMessageEnd()
         if result.success is not None:
             return result.success
+        if result.ba is not None:
+            raise result.ba
         if result.un is not None:
             raise result.un
         raise TApplicationException(TApplicationException.MISSING_RESULT, "listTaskPage failed: unknown result")
@@ -471,6 +473,9 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
+        except BadArgument as ba:
+            msg_type = TMessageType.REPLY
+            result.ba = ba
         except Unavailable as un:
             msg_type = TMessageType.REPLY
             result.un = un
@@ -1174,13 +1179,15 @@ class listTaskPage_result(object):
     """
     Attributes:
      - success
+     - ba
      - un
 
     """
 
 
-    def __init__(self, success=None, un=None,):
+    def __init__(self, success=None, ba=None, un=None,):
         self.success = success
+        self.ba = ba
         self.un = un
 
     def read(self, iprot):
@@ -1200,6 +1207,11 @@ class listTaskPage_result(object):
                     iprot.skip(ftype)
             elif fid == 1:
                 if ftype == TType.STRUCT:
+                    self.ba = BadArgument.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
                     self.un = Unavailable.read(iprot)
                 else:
                     iprot.skip(ftype)
@@ -1217,8 +1229,12 @@ class listTaskPage_result(object):
             oprot.writeFieldBegin('success', TType.STRUCT, 0)
             self.success.write(oprot)
             oprot.writeFieldEnd()
+        if self.ba is not None:
+            oprot.writeFieldBegin('ba', TType.STRUCT, 1)
+            self.ba.write(oprot)
+            oprot.writeFieldEnd()
         if self.un is not None:
-            oprot.writeFieldBegin('un', TType.STRUCT, 1)
+            oprot.writeFieldBegin('un', TType.STRUCT, 2)
             self.un.write(oprot)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
@@ -1240,7 +1256,8 @@ class listTaskPage_result(object):
 all_structs.append(listTaskPage_result)
 listTaskPage_result.thrift_spec = (
     (0, TType.STRUCT, 'success', [TaskPage, None], None, ),  # 0
-    (1, TType.STRUCT, 'un', [Unavailable, None], None, ),  # 1
+    (1, TType.STRUCT, 'ba', [BadArgument, None], None, ),  # 1
+    (2, TType.STRUCT, 'un', [Unavailable, None], None, ),  # 2
 )
 
 

@@ -1,0 +1,1 @@
+"""FastAPI gateway: the REST face of the product. Knows the Thrift contract, nothing of Celery or files."""

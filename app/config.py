@@ -1,0 +1,39 @@
+"""Settings of the gateway, read once from the environment (documented in README.md)."""
+
+from __future__ import annotations
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GatewaySettings(BaseSettings):
+    """Where the gateway listens, where the Thrift server is, and how long to wait for it."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=True, extra="ignore")
+
+    API_HOST: str = Field(default="127.0.0.1", min_length=1)
+    API_PORT: int = Field(default=8000, ge=0, le=65535)
+    TSERVER_HOST: str = Field(default="127.0.0.1", min_length=1)
+    TSERVER_PORT: int = Field(default=9000, ge=1, le=65535)
+    # Longer than the Thrift server's own bound on a publish (PUBLISH_TIMEOUT x retries), shorter
+    # than the 5 s within which a user must get an answer.
+    THRIFT_TIMEOUT: float = Field(default=4.5, gt=0, le=60)
+    THRIFT_CONNECT_TIMEOUT: float = Field(default=1.0, gt=0, le=60)
+    # Persistent connections kept to the Thrift server; also the cap on calls in flight.
+    THRIFT_POOL_SIZE: int = Field(default=32, ge=1, le=1024)
+    # Same variable as the compute side's: the gateway rejects out-of-range input without a hop.
+    MAX_DECIMAL: int = Field(default=10, ge=1, le=12)
+
+
+def describe_error(exc: ValidationError) -> str:
+    """One line naming each unusable setting."""
+    parts = [f"{'.'.join(map(str, e['loc']))}={e.get('input')!r}: {e['msg']}" for e in exc.errors()]
+    return "invalid configuration: " + "; ".join(parts)
+
+
+def load_settings() -> GatewaySettings:
+    """Read the settings, or stop the program with a one-line message."""
+    try:
+        return GatewaySettings()
+    except ValidationError as exc:
+        raise SystemExit(describe_error(exc)) from None

@@ -1,0 +1,22 @@
+"""Typed dependencies: the pieces a route needs, taken from the app that serves it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.config import GatewaySettings
+from app.thrift_client import ThriftPool
+
+
+def get_thrift(request: Request) -> ThriftPool:
+    return request.app.state.thrift
+
+
+def get_settings(request: Request) -> GatewaySettings:
+    return request.app.state.settings
+
+
+ThriftDep = Annotated[ThriftPool, Depends(get_thrift)]
+SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]

@@ -1,0 +1,21 @@
+"""Errors of the gateway.
+
+    GatewayError
+    ├── ComputeUnavailable   the Thrift server cannot be reached or did not answer in time (503)
+    └── ComputeFailed        the Thrift server answered with an internal error (502)
+
+The IDL's exceptions (RPC.ttypes.BadDecimal, BadTask, BadArgument, Unavailable) arrive typed from the
+Thrift client; app/main.py turns each into an HTTP status with a `detail` message.
+"""
+
+
+class GatewayError(Exception):
+    """Base of the gateway's own errors."""
+
+
+class ComputeUnavailable(GatewayError):
+    """The Thrift server cannot be reached or did not answer in time."""
+
+
+class ComputeFailed(GatewayError):
+    """The Thrift server answered a call with an internal error instead of a result."""

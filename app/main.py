@@ -1,0 +1,76 @@
+"""Builds the FastAPI app: routers, the Thrift pool's lifetime, and errors turned into HTTP answers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from app.config import GatewaySettings
+from app.errors import ComputeFailed, ComputeUnavailable
+from app.routes import host, tasks
+from app.thrift_client import ThriftPool
+from RPC.ttypes import BadArgument, Unavailable
+
+DESCRIPTION = """
+Computes pi by the Leibniz series on a Celery worker, behind a Thrift RPC server.
+
+* `GET /calcpi/{decimal}` starts a calculation and answers with the task's id.
+* `GET /task/{id}` shows its state, progress and intermediate result while it runs.
+* `GET /alltasks` lists tasks, newest first, in pages.
+* `GET /` shows the compute host's CPU, memory and disk.
+"""
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    """A gateway that talks to the Thrift server named in `settings`."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.thrift = ThriftPool(
+            settings.TSERVER_HOST, settings.TSERVER_PORT, size=settings.THRIFT_POOL_SIZE,
+            timeout=settings.THRIFT_TIMEOUT, connect_timeout=settings.THRIFT_CONNECT_TIMEOUT,
+        )
+        yield
+        await app.state.thrift.close()
+
+    app = FastAPI(title="Pi over REST, Thrift and Celery", version="1.0.0", description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.settings = settings
+    app.include_router(host.router)
+    app.include_router(tasks.router)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": _validation_message(exc, settings.MAX_DECIMAL)}, status_code=422)
+
+    @app.exception_handler(BadArgument)
+    async def bad_argument(request: Request, exc: BadArgument) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=422)
+
+    @app.exception_handler(Unavailable)
+    async def unavailable(request: Request, exc: Unavailable) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(ComputeUnavailable)
+    async def compute_unavailable(request: Request, exc: ComputeUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(ComputeFailed)
+    async def compute_failed(request: Request, exc: ComputeFailed) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=502)
+
+    return app
+
+
+def _validation_message(exc: RequestValidationError, max_decimal: int) -> str:
+    messages = []
+    for error in exc.errors():
+        name = str(error["loc"][-1]) if error.get("loc") else "request"
+        if name == "decimal":
+            return tasks.decimal_message(max_decimal)
+        messages.append(f"{name}: {error['msg']}")
+    return "; ".join(messages) or "invalid request"

@@ -1,0 +1,101 @@
+"""Response models: the IDL's structs as the REST API shows them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from RPC.ttypes import HostStatus, calcResult
+
+Status = Literal["WAITING", "PROGRESS", "SUCCESS", "FAILURE"]
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer: a status code and one readable sentence."""
+
+    detail: str = Field(examples=["no task with id 123e4567-e89b-12d3-a456-426614174000"])
+
+
+class CpuModel(BaseModel):
+    percent: float = Field(description="Utilisation of all CPUs, 0..100", examples=[12.5])
+    count: int = Field(description="Logical CPUs", examples=[2])
+    load_average: list[float] = Field(description="Load over 1, 5 and 15 minutes", examples=[[0.42, 0.3, 0.25]])
+
+
+class MemoryModel(BaseModel):
+    total: int = Field(description="Bytes of physical memory", examples=[25_769_803_776])
+    available: int = Field(description="Bytes available without swapping", examples=[23_622_320_128])
+    percent: float = Field(description="Used share, 0..100", examples=[8.3])
+
+
+class DiskModel(BaseModel):
+    path: str = Field(description="The state folder", examples=["/data/results"])
+    total: int = Field(description="Bytes in the file system", examples=[270_582_939_648])
+    free: int = Field(description="Bytes free", examples=[85_899_345_920])
+    percent: float = Field(description="Used share, 0..100", examples=[22.0])
+
+
+class HostModel(BaseModel):
+    """The compute host's state."""
+
+    hostname: str = Field(examples=["compute-1"])
+    ip: str = Field(examples=["172.18.0.3"])
+    cpu: CpuModel
+    memory: MemoryModel
+    disk: DiskModel
+
+    @classmethod
+    def from_thrift(cls, h: HostStatus) -> HostModel:
+        return cls(
+            hostname=h.hostname,
+            ip=h.ip,
+            cpu=CpuModel(percent=h.cpu.percent, count=h.cpu.count, load_average=h.cpu.load_average),
+            memory=MemoryModel(total=h.memory.total, available=h.memory.available, percent=h.memory.percent),
+            disk=DiskModel(path=h.disk.path, total=h.disk.total, free=h.disk.free, percent=h.disk.percent),
+        )
+
+
+class TaskModel(BaseModel):
+    """One pi calculation."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{
+                "id": "5b2f3c1e-8a4d-4f7e-9c0b-2d1e3f4a5b6c", "status": "SUCCESS", "decimal": 8,
+                "progress": 100.0, "result": 3.14159265, "digits": "3.14159265", "terms": 1423745472,
+                "error": None, "pushqtime": "2026-11-28T03:00:00.000001Z",
+                "starttime": "2026-11-28T03:00:00.004000Z", "stoptime": "2026-11-28T03:00:01.410000Z",
+            }]
+        }
+    )
+
+    id: str = Field(description="Task id (a UUID)")
+    status: Status = Field(description="WAITING, PROGRESS, SUCCESS or FAILURE")
+    decimal: int = Field(description="Decimals asked for")
+    progress: float = Field(ge=0, le=100, description="Percent of the work done; never goes back; 100 only at SUCCESS")
+    result: float | None = Field(description="PROGRESS: partial sum rounded to `decimal` places; SUCCESS: pi rounded")
+    digits: str | None = Field(description="At SUCCESS, pi with exactly `decimal` places, trailing zeros kept")
+    terms: int = Field(description="Series terms summed so far")
+    error: str | None = Field(description="At FAILURE, why")
+    pushqtime: datetime = Field(description="Queued at (UTC)")
+    starttime: datetime | None = Field(description="Started at (UTC); null while WAITING")
+    stoptime: datetime | None = Field(description="Finished at (UTC); null until it ends")
+
+    @classmethod
+    def from_thrift(cls, r: calcResult) -> TaskModel:
+        return cls(
+            id=r.id, status=r.status, decimal=r.decimal or 0, progress=r.progress or 0.0, result=r.result,
+            digits=r.digits, terms=r.terms or 0, error=r.error,
+            pushqtime=r.pushqtime, starttime=r.starttime, stoptime=r.stoptime,
+        )
+
+
+class TaskCreated(BaseModel):
+    """A task that was just queued."""
+
+    id: str = Field(examples=["5b2f3c1e-8a4d-4f7e-9c0b-2d1e3f4a5b6c"])
+    status: Literal["WAITING"] = "WAITING"
+    decimal: int = Field(examples=[8])
+    pushqtime: datetime = Field(examples=["2026-11-28T03:00:00.000001Z"])

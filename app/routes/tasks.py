@@ -1,0 +1,86 @@
+"""Pi calculations: start one, read one, list them."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query, Response
+
+from app.deps import SettingsDep, ThriftDep
+from app.models import ErrorResponse, TaskCreated, TaskModel
+from RPC.ttypes import BadDecimal, BadTask
+
+router = APIRouter(tags=["tasks"])
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+_START_RESPONSES: dict[int | str, dict] = {
+    422: {"model": ErrorResponse, "description": "decimal is not an integer in the allowed range"},
+    503: {"model": ErrorResponse, "description": "The compute service or the task queue is unavailable"},
+}
+DecimalPath = Annotated[
+    int, Path(description="Number of decimals of pi, from 1 to MAX_DECIMAL (10 by default)", examples=[6])
+]
+
+
+async def _start(decimal: int, thrift: ThriftDep, settings: SettingsDep) -> TaskCreated:
+    if not 1 <= decimal <= settings.MAX_DECIMAL:
+        raise HTTPException(422, decimal_message(settings.MAX_DECIMAL))
+    try:
+        # Not repeated on a dropped connection: a repeat could queue the task twice.
+        r = await thrift.call("queueCalcPi", decimal, idempotent=False)
+    except BadDecimal as exc:
+        raise HTTPException(422, exc.message) from None
+    return TaskCreated(id=r.id, decimal=r.decimal, pushqtime=r.pushqtime)
+
+
+@router.get("/calcpi/{decimal}", status_code=202, response_model=TaskCreated, responses=_START_RESPONSES,
+            summary="Start a calculation of pi (from a browser)")
+async def start_calc_get(decimal: DecimalPath, thrift: ThriftDep, settings: SettingsDep) -> TaskCreated:
+    """Queue a Leibniz-series calculation of pi to `decimal` places; answers with the task's id."""
+    return await _start(decimal, thrift, settings)
+
+
+@router.post("/calcpi/{decimal}", status_code=202, response_model=TaskCreated, responses=_START_RESPONSES,
+             summary="Start a calculation of pi")
+async def start_calc_post(decimal: DecimalPath, thrift: ThriftDep, settings: SettingsDep) -> TaskCreated:
+    """Queue a Leibniz-series calculation of pi to `decimal` places; answers with the task's id."""
+    return await _start(decimal, thrift, settings)
+
+
+@router.get("/task/{id}", response_model=TaskModel, summary="One task's state",
+            responses={404: {"model": ErrorResponse, "description": "No task with this id"},
+                       503: {"model": ErrorResponse, "description": "The compute service is unavailable"}})
+async def get_task(id: Annotated[str, Path(description="Task id (a UUID)")], thrift: ThriftDep) -> TaskModel:  # noqa: A002
+    """Status, progress, intermediate or final result, and the queued/started/finished times."""
+    if not _UUID.fullmatch(id):
+        raise HTTPException(404, "no task with this id: a task id is a UUID such as 123e4567-e89b-12d3-a456-426614174000")
+    try:
+        return TaskModel.from_thrift(await thrift.call("getTaskStatus", id))
+    except BadTask as exc:
+        raise HTTPException(404, exc.message) from None
+
+
+@router.get("/alltasks", response_model=list[TaskModel], summary="List tasks, newest first",
+            responses={503: {"model": ErrorResponse, "description": "The compute service is unavailable"}})
+@router.get("/alltasks/", response_model=list[TaskModel], include_in_schema=False)
+async def list_tasks(
+    thrift: ThriftDep,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Tasks per page")] = DEFAULT_PAGE,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1, description="Tasks to skip")] = 0,
+    status: Annotated[Literal["WAITING", "PROGRESS", "SUCCESS", "FAILURE"] | None,
+                      Query(description="Only tasks with this status")] = None,
+) -> list[TaskModel]:
+    """A page of tasks, newest `pushqtime` first; the `X-Total-Count` header counts all that match."""
+    page = await thrift.call("listTaskPage", offset, limit, status or "")
+    response.headers["X-Total-Count"] = str(page.total)
+    return [TaskModel.from_thrift(r) for r in page.tasks]
+
+
+def decimal_message(max_decimal: int) -> str:
+    """The one sentence every rejected `decimal` gets."""
+    return f"decimal must be an integer from 1 to {max_decimal}"

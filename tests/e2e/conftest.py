@@ -1,0 +1,26 @@
+"""The end-to-end fixture: one real product per test session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.e2e.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def stack(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """supervisord (tserver + worker) and the gateway, running until the session ends."""
+    s = Stack(root=tmp_path_factory.mktemp("stack"), broker_url=broker_url)
+    try:
+        s.start()
+        yield s
+    finally:
+        s.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.e2e)

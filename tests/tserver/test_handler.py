@@ -1,0 +1,89 @@
+"""RPCceleryHandler without sockets: validation, the WAITING-file-before-publish rule, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from RPC.ttypes import BadArgument, BadDecimal, BadTask, Unavailable
+from tserver.handler import RPCceleryHandler
+from worker.errors import QueueUnavailable
+from worker.state import WAITING, StateStore
+
+
+class RecordingQueue:
+    """Stands in for the broker in these unit tests only (the e2e tests use RabbitMQ)."""
+
+    def __init__(self, store: StateStore, fail: bool = False) -> None:
+        self.store, self.fail, self.sent = store, fail, []
+
+    def __call__(self, task_id: str, decimal: int) -> None:
+        # The rule under test: the state file exists before the message is published.
+        assert self.store.read(task_id).status == WAITING
+        if self.fail:
+            raise QueueUnavailable("broker down")
+        self.sent.append((task_id, decimal))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> StateStore:
+    return StateStore(tmp_path)
+
+
+def test_start_writes_waiting_then_publishes(store: StateStore) -> None:
+    queue = RecordingQueue(store)
+    handler = RPCceleryHandler(store, queue, max_decimal=10)
+    task_id = handler.startCalcPi(7)
+    assert queue.sent == [(task_id, 7)]
+    record = handler.getTaskStatus(task_id)
+    assert (record.status, record.decimal, record.progress, record.digits) == (WAITING, 7, 0.0, None)
+
+
+@pytest.mark.parametrize("decimal", [0, -1, 11, 127, -128, None, 1.0, True, "3"])
+def test_bad_decimal(store: StateStore, decimal: object) -> None:
+    handler = RPCceleryHandler(store, RecordingQueue(store), max_decimal=10)
+    with pytest.raises(BadDecimal) as caught:
+        handler.startCalcPi(decimal)  # type: ignore[arg-type]
+    assert caught.value.message == "decimal must be an integer from 1 to 10"
+    assert list(store.folder.iterdir()) == []
+
+
+def test_broker_down_leaves_no_waiting_file(store: StateStore) -> None:
+    handler = RPCceleryHandler(store, RecordingQueue(store, fail=True), max_decimal=10)
+    with pytest.raises(Unavailable, match="RabbitMQ"):
+        handler.startCalcPi(3)
+    assert list(store.folder.iterdir()) == []
+
+
+def test_unwritable_state_folder_is_unavailable(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    store = StateStore(blocker)
+    queue = RecordingQueue(store)
+    with pytest.raises(Unavailable, match="cannot write"):
+        RPCceleryHandler(store, queue, max_decimal=10).startCalcPi(3)
+    assert queue.sent == []
+
+
+@pytest.mark.parametrize("task_id", ["", "../../etc/passwd", "x" * 100_000, "00000000-0000-4000-8000-000000000000"])
+def test_unknown_task(store: StateStore, task_id: str) -> None:
+    with pytest.raises(BadTask, match="no task with"):
+        RPCceleryHandler(store, RecordingQueue(store), max_decimal=10).getTaskStatus(task_id)
+
+
+def test_paging_and_filter(store: StateStore) -> None:
+    handler = RPCceleryHandler(store, RecordingQueue(store), max_decimal=10)
+    ids = [handler.startCalcPi(2) for _ in range(5)]
+    page = handler.listTaskPage(1, 2, "")
+    assert page.total == 5 and [t.id for t in page.tasks] == ids[::-1][1:3]
+    assert handler.listTaskPage(0, 100, "SUCCESS").total == 0
+    assert [t.id for t in handler.listTasks()] == ids[::-1]
+    for args in ((-1, 10, ""), (0, 0, ""), (0, 1001, ""), (0, 10, "DONE")):
+        with pytest.raises(BadArgument):
+            handler.listTaskPage(*args)
+
+
+def test_host_status_names_the_state_folder(store: StateStore) -> None:
+    status = RPCceleryHandler(store, RecordingQueue(store), max_decimal=10).getHostStatus()
+    assert status.disk.path == str(store.folder) and status.cpu.count >= 1 and len(status.cpu.load_average) == 3

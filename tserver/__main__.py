@@ -1,0 +1,5 @@
+"""`python -m tserver` starts the Thrift server."""
+
+from tserver.server import main
+
+main()

@@ -1,0 +1,37 @@
+"""The Celery app, and nothing else: `celery -A worker.app worker` starts a worker from it."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from worker.config import load_settings
+
+settings = load_settings()
+
+app = Celery("worker", broker=settings.BROKER_URL, include=["worker.tasks"])
+app.conf.update(
+    task_default_queue=settings.CELERY_QUEUE,
+    task_serializer="json",
+    accept_content=["json"],
+    # Progress and results live in the state files; Celery's own result backend is not used.
+    task_ignore_result=True,
+    # Survive a killed worker: acknowledge only after the task ran, requeue when the worker dies,
+    # and take one message at a time so a dying worker holds no unstarted ones (FIELD-NOTES).
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    worker_cancel_long_running_tasks_on_connection_loss=True,
+    # A publish the broker did not confirm is not reported as accepted.
+    broker_transport_options={"confirm_publish": True},
+    broker_connection_timeout=settings.PUBLISH_TIMEOUT,
+    broker_connection_retry_on_startup=True,
+    broker_heartbeat=10,
+    task_publish_retry_policy={
+        "max_retries": settings.PUBLISH_RETRIES,
+        "interval_start": 0,
+        "interval_step": 0.2,
+        "interval_max": 0.5,
+    },
+    worker_hijack_root_logger=True,
+    worker_redirect_stdouts=False,
+)

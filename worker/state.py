@@ -1,0 +1,222 @@
+"""The JSON state-file store: one file per task, STATE_DIR/<id>.json, written atomically.
+
+The worker writes a task's file while the Thrift server reads it, so a file is never rewritten in
+place: each write goes to a hidden temporary file in the same folder and is then os.replace()d over
+the old one. A reader sees the old state or the new one, never a torn one.
+
+Importing this module must not build the Celery app: the Thrift server reads state without it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from worker.errors import StorageError, UnknownTask
+
+log = logging.getLogger(__name__)
+
+WAITING, PROGRESS, SUCCESS, FAILURE = "WAITING", "PROGRESS", "SUCCESS", "FAILURE"
+STATUSES = (WAITING, PROGRESS, SUCCESS, FAILURE)
+FINAL_STATUSES = frozenset({SUCCESS, FAILURE})
+
+# Canonical lower-case UUID text only: the id becomes a file name, so nothing else may pass.
+_TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_SUFFIX = ".json"
+# A state file is a few hundred bytes; anything far larger is not ours and is not parsed.
+_MAX_FILE_BYTES = 64 * 1024
+
+
+def utcnow() -> str:
+    """The current time as ISO 8601 in UTC, with its offset."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def check_task_id(task_id: object) -> str:
+    """Return task_id if it is a canonical UUID string, else raise UnknownTask."""
+    if not isinstance(task_id, str) or len(task_id) != 36 or not _TASK_ID.fullmatch(task_id):
+        raise UnknownTask("no task with this id: a task id is a UUID such as 123e4567-e89b-12d3-a456-426614174000")
+    return task_id
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    """What one state file holds."""
+
+    id: str
+    status: str
+    decimal: int
+    pushqtime: str
+    starttime: str | None = None
+    stoptime: str | None = None
+    progress: float = 0.0
+    result: float | None = None
+    digits: str | None = None
+    error: str | None = None
+    terms: int = 0
+    attempts: int = 0
+
+    @property
+    def is_final(self) -> bool:
+        """True once the task has ended (SUCCESS or FAILURE)."""
+        return self.status in FINAL_STATUSES
+
+    def evolve(self, **changes: Any) -> TaskState:
+        """A copy with the given fields changed."""
+        return replace(self, **changes)
+
+    def to_json(self) -> bytes:
+        """The file's bytes."""
+        return json.dumps(asdict(self), separators=(",", ":"), allow_nan=False).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> TaskState:
+        """Parse and type-check a state file; ValueError on anything malformed."""
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        state = cls(**values)
+        state._check()
+        return state
+
+    def _check(self) -> None:
+        check_task_id(self.id)
+        if self.status not in STATUSES:
+            raise ValueError(f"unknown status {self.status!r}")
+        if type(self.decimal) is not int or not 1 <= self.decimal <= 100:
+            raise ValueError("bad decimal")
+        for name in ("pushqtime", "starttime", "stoptime"):
+            value = getattr(self, name)
+            if value is None and name != "pushqtime":
+                continue
+            if not isinstance(value, str):
+                raise ValueError(f"bad {name}")
+            datetime.fromisoformat(value)
+        if not _is_number(self.progress) or not 0 <= self.progress <= 100:
+            raise ValueError("bad progress")
+        if self.result is not None and not _is_number(self.result):
+            raise ValueError("bad result")
+        for name in ("digits", "error"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ValueError(f"bad {name}")
+        for name in ("terms", "attempts"):
+            if type(getattr(self, name)) is not int or getattr(self, name) < 0:
+                raise ValueError(f"bad {name}")
+
+
+def _is_number(value: object) -> bool:
+    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
+
+
+class StateStore:
+    """Reads and atomically writes the state files of one folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+    def path_for(self, task_id: object) -> Path:
+        """The file of a task; the id is validated before it becomes a path."""
+        return self.folder / (check_task_id(task_id) + _SUFFIX)
+
+    def write(self, state: TaskState) -> None:
+        """Replace the task's file atomically; StorageError if the folder cannot take it."""
+        target = self.path_for(state.id)
+        data = state.to_json()
+        tmp_name = None
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix="." + state.id + ".", suffix=".tmp", dir=self.folder)
+            with os.fdopen(fd, "wb") as tmp:
+                tmp.write(data)
+            os.replace(tmp_name, target)
+        except OSError as exc:
+            if tmp_name is not None:
+                _unlink_quietly(Path(tmp_name))
+            raise StorageError(f"cannot write the state of task {state.id}: {exc.strerror or exc}") from exc
+
+    def read(self, task_id: object) -> TaskState:
+        """The task's state; UnknownTask if there is none. A corrupt file reads as FAILURE."""
+        path = self.path_for(task_id)
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read(_MAX_FILE_BYTES + 1)
+        except FileNotFoundError:
+            raise UnknownTask(f"no task with id {task_id}") from None
+        except IsADirectoryError:
+            raise UnknownTask(f"no task with id {task_id}") from None
+        return self._decode(str(task_id), raw)
+
+    def delete(self, task_id: object) -> None:
+        """Remove the task's file if it exists."""
+        _unlink_quietly(self.path_for(task_id))
+
+    def task_ids(self) -> list[str]:
+        """Ids of every task file in the folder (hidden temporary files are not tasks)."""
+        ids = []
+        try:
+            with os.scandir(self.folder) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name.endswith(_SUFFIX) and _TASK_ID.fullmatch(name[: -len(_SUFFIX)]):
+                        ids.append(name[: -len(_SUFFIX)])
+        except FileNotFoundError:
+            return []
+        return ids
+
+    def read_all(self) -> list[TaskState]:
+        """Every task, newest pushqtime first (tasks removed while listing are skipped)."""
+        states = []
+        for task_id in self.task_ids():
+            try:
+                states.append(self.read(task_id))
+            except UnknownTask:
+                continue
+        states.sort(key=sort_key, reverse=True)
+        return states
+
+    def _decode(self, task_id: str, raw: bytes) -> TaskState:
+        try:
+            if len(raw) > _MAX_FILE_BYTES:
+                raise ValueError("file too large")
+            state = TaskState.from_json(raw)
+            if state.id != task_id:
+                raise ValueError("id in the file does not match its name")
+            return state
+        except (ValueError, TypeError, UnicodeDecodeError) as exc:
+            log.warning("state file of task %s is corrupt: %s", task_id, exc)
+            return corrupt_state(task_id, self.path_for(task_id))
+
+
+def sort_key(state: TaskState) -> datetime:
+    """Sort key for newest-first listings: the parsed pushqtime (offsets compare correctly)."""
+    return datetime.fromisoformat(state.pushqtime)
+
+
+def corrupt_state(task_id: str, path: Path) -> TaskState:
+    """How a task whose file cannot be parsed is shown: ended, with the reason."""
+    try:
+        mtime = datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).isoformat()
+    except OSError:
+        mtime = utcnow()
+    return TaskState(
+        id=task_id, status=FAILURE, decimal=1, pushqtime=mtime, stoptime=mtime,
+        error="the task's state file is corrupt or unreadable",
+    )
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("cannot remove %s: %s", path, exc)
