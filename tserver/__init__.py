@@ -1,0 +1,1 @@
+"""The compute side's Thrift RPC server (`python -m tserver`)."""

@@ -1,0 +1,759 @@
+"""An asyncio TCP server for a Thrift processor: framed and unframed TBinaryProtocol on one port.
+
+Why not the stock servers: TThreadedServer spends one thread per connection and has no timeouts;
+TThreadPoolServer lets idle connections hold pool threads. Here the event loop owns every socket,
+an idle connection costs a file descriptor and a few hundred bytes, and only complete messages reach
+the bounded thread pool that runs ``processor.process`` (handlers block on disk and on the broker).
+
+Per connection the first byte decides the framing:
+
+* ``0x80`` -- a strict binary message (version word ``0x8001xxxx``) on an unframed transport, as
+  stock clients built on ``TBufferedTransport(TSocket)`` send it. The end of the message is found by
+  :class:`MessageScanner`, an incremental scanner of the binary protocol that resumes where it
+  stopped, so a client sending one byte at a time costs O(n), not O(n^2).
+* ``0x00`` -- a ``TFramedTransport`` frame: a 4-byte big-endian length, then the message.
+* anything else -- the connection is closed (old-style non-strict messages are not accepted).
+
+Replies go back in the framing of the request. Calls of one connection are run one at a time and
+answered in order; while a call runs, at most one further complete message is buffered and reading
+is paused, so a pipelining client cannot make the server buffer without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import struct
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from thrift.protocol.TBinaryProtocol import TBinaryProtocol, TBinaryProtocolAccelerated
+from thrift.protocol.TProtocol import TProtocolException
+from thrift.transport.TTransport import TMemoryBuffer, TTransportException
+
+try:  # the C extension; without it TBinaryProtocolAccelerated would silently be the pure one anyway
+    from thrift.protocol import fastbinary as _fastbinary  # noqa: F401
+
+    _PROTOCOL: type[TBinaryProtocol] = TBinaryProtocolAccelerated
+except ImportError:  # pragma: no cover - depends on the thrift build
+    _PROTOCOL = TBinaryProtocol
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MessageScanner", "ScanError", "ServerLimits", "ThriftServer", "run"]
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one server lets its clients use."""
+
+    workers: int = 8  # bounded thread pool that runs processor calls (handlers block on disk/broker)
+    idle_timeout: float = 60.0  # close a connection with no complete message for this long
+    message_timeout: float = 10.0  # a started message must be complete within this (slowloris)
+    max_message_bytes: int = 1 << 20  # larger frame claim / unframed message -> close connection, allocate nothing
+    string_length_limit: int = 1 << 20
+    container_length_limit: int = 100_000
+    max_connections: int = 2_000  # beyond: accept and close at once
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError("workers must be >= 1")
+        if self.idle_timeout <= 0 or self.message_timeout <= 0:
+            raise ValueError("timeouts must be > 0")
+        if self.max_message_bytes < 16:
+            raise ValueError("max_message_bytes must be >= 16")
+        if self.string_length_limit < 0 or self.container_length_limit < 0:
+            raise ValueError("length limits must be >= 0")
+        if self.max_connections < 1:
+            raise ValueError("max_connections must be >= 1")
+
+
+# --------------------------------------------------------------------------------------------------
+# Incremental scanner of one unframed TBinaryProtocol message
+# --------------------------------------------------------------------------------------------------
+
+class ScanError(Exception):
+    """The bytes are not an acceptable binary-protocol message (or exceed a limit)."""
+
+
+# TType codes (thrift.Thrift.TType) and the wire size of the fixed-size ones.
+_T_STRING, _T_STRUCT, _T_MAP, _T_SET, _T_LIST = 11, 12, 13, 14, 15
+_FIXED_SIZE = {2: 1, 3: 1, 4: 8, 6: 2, 8: 4, 10: 8, 16: 16}  # BOOL BYTE DOUBLE I16 I32 I64 UUID
+_VALID_TYPES = frozenset(_FIXED_SIZE) | {_T_STRING, _T_STRUCT, _T_MAP, _T_SET, _T_LIST}
+
+_VERSION_MASK = 0xFFFF0000
+_VERSION_1 = 0x80010000
+_ACCEPTED_MESSAGE_TYPES = (1, 4)  # CALL, ONEWAY
+
+# Scanner steps. Each step needs a known number of bytes and consumes them exactly once.
+_S_VERSION, _S_NAMELEN, _S_NAME, _S_SEQID, _S_FIELD, _S_STRLEN, _S_SKIP, _S_LIST, _S_MAP, _S_DONE = range(10)
+_STEP_NEED = {_S_VERSION: 4, _S_NAMELEN: 4, _S_SEQID: 4, _S_STRLEN: 4, _S_LIST: 5, _S_MAP: 6}
+# Stack frame kinds: [_K_STRUCT] | [_K_LIST, elem_type, remaining] | [_K_MAP, ktype, vtype, remaining_items]
+_K_STRUCT, _K_LIST, _K_MAP = 0, 1, 2
+
+_unpack_i32 = struct.Struct("!i").unpack_from
+_unpack_u32 = struct.Struct("!I").unpack_from
+_pack_i32 = struct.Struct("!i").pack
+
+
+class MessageScanner:
+    """Finds where one strict binary-protocol message ends, fed a growing buffer piece by piece.
+
+    ``feed(buf)`` is called with the connection's buffer (the message starts at offset 0) each time
+    bytes were appended. It continues from where the previous call stopped, so every byte is looked
+    at once, and returns the message's length once it is complete, else ``None``. It raises
+    :class:`ScanError` as soon as the bytes cannot be an acceptable message: a bad version word or
+    message type, an unknown field type, a negative or too large string/container length, nesting
+    deeper than ``max_depth``, or a message that would be longer than ``max_bytes``. Nothing is
+    allocated from a length claim. Call ``reset()`` before scanning the next message.
+    """
+
+    __slots__ = ("_max_bytes", "_string_limit", "_container_limit", "_max_depth", "_pos", "_step", "_n", "_stack")
+
+    def __init__(self, max_bytes: int, string_length_limit: int, container_length_limit: int,
+                 max_depth: int = 64) -> None:
+        self._max_bytes = max_bytes
+        self._string_limit = string_length_limit
+        self._container_limit = container_length_limit
+        self._max_depth = max_depth
+        self.reset()
+
+    def reset(self) -> None:
+        self._pos = 0
+        self._step = _S_VERSION
+        self._n = 0
+        self._stack: list[list[int]] = []
+
+    @property
+    def position(self) -> int:
+        """Bytes of the current message consumed so far."""
+        return self._pos
+
+    def feed(self, buf: bytes | bytearray | memoryview) -> int | None:
+        if self._step == _S_DONE:
+            return self._pos
+        end = len(buf)
+        pos = self._pos
+        max_bytes = self._max_bytes
+        while True:
+            step = self._step
+            if step == _S_FIELD:
+                if pos >= end:
+                    break
+                ftype = buf[pos]
+                if ftype == 0:  # STOP: the struct ends
+                    pos += 1
+                    self._stack.pop()
+                    self._value_done()
+                    if self._step == _S_DONE:
+                        self._pos = pos
+                        return pos
+                    continue
+                need = 3  # type byte + i16 field id
+            elif step == _S_SKIP or step == _S_NAME:
+                need = self._n
+            else:
+                need = _STEP_NEED[step]
+            if pos + need > max_bytes:
+                raise ScanError(f"message longer than {max_bytes} bytes")
+            if end - pos < need:
+                break
+
+            if step == _S_SKIP:
+                pos += need
+                self._value_done()
+            elif step == _S_FIELD:
+                pos += 3
+                self._begin_value(ftype)
+            elif step == _S_STRLEN:
+                length = _unpack_i32(buf, pos)[0]
+                pos += 4
+                if length < 0 or length > self._string_limit:
+                    raise ScanError(f"string length {length} outside 0..{self._string_limit}")
+                self._step = _S_SKIP
+                self._n = length
+            elif step == _S_LIST:
+                etype = buf[pos]
+                count = _unpack_i32(buf, pos + 1)[0]
+                pos += 5
+                self._check_count(count)
+                if count == 0:
+                    self._value_done()
+                elif etype in _FIXED_SIZE:
+                    self._step = _S_SKIP
+                    self._n = count * _FIXED_SIZE[etype]
+                else:
+                    self._push([_K_LIST, etype, count])
+                    self._begin_value(etype)
+            elif step == _S_MAP:
+                ktype = buf[pos]
+                vtype = buf[pos + 1]
+                count = _unpack_i32(buf, pos + 2)[0]
+                pos += 6
+                self._check_count(count)
+                if count == 0:
+                    self._value_done()
+                elif ktype in _FIXED_SIZE and vtype in _FIXED_SIZE:
+                    self._step = _S_SKIP
+                    self._n = count * (_FIXED_SIZE[ktype] + _FIXED_SIZE[vtype])
+                else:
+                    if vtype not in _VALID_TYPES:
+                        raise ScanError(f"bad map value type {vtype}")
+                    self._push([_K_MAP, ktype, vtype, 2 * count])
+                    self._begin_value(ktype)
+            elif step == _S_VERSION:
+                word = _unpack_u32(buf, pos)[0]
+                if word & _VERSION_MASK != _VERSION_1:
+                    raise ScanError(f"bad version word 0x{word:08x}")
+                if word & 0xFF not in _ACCEPTED_MESSAGE_TYPES:
+                    raise ScanError(f"message type {word & 0xFF} is not CALL or ONEWAY")
+                pos += 4
+                self._step = _S_NAMELEN
+            elif step == _S_NAMELEN:
+                length = _unpack_i32(buf, pos)[0]
+                pos += 4
+                if length < 0 or length > self._string_limit:
+                    raise ScanError(f"method name length {length} outside 0..{self._string_limit}")
+                self._step = _S_NAME
+                self._n = length
+            elif step == _S_NAME:
+                pos += need
+                self._step = _S_SEQID
+            elif step == _S_SEQID:
+                pos += 4
+                self._push([_K_STRUCT])  # the arguments struct
+                self._step = _S_FIELD
+            if self._step == _S_DONE:
+                self._pos = pos
+                return pos
+        self._pos = pos
+        return None
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _check_count(self, count: int) -> None:
+        if count < 0 or count > self._container_limit:
+            raise ScanError(f"container size {count} outside 0..{self._container_limit}")
+
+    def _push(self, frame: list[int]) -> None:
+        if len(self._stack) >= self._max_depth:
+            raise ScanError(f"nesting deeper than {self._max_depth}")
+        self._stack.append(frame)
+
+    def _begin_value(self, ttype: int) -> None:
+        size = _FIXED_SIZE.get(ttype)
+        if size is not None:
+            self._step = _S_SKIP
+            self._n = size
+        elif ttype == _T_STRING:
+            self._step = _S_STRLEN
+        elif ttype == _T_STRUCT:
+            self._push([_K_STRUCT])
+            self._step = _S_FIELD
+        elif ttype == _T_LIST or ttype == _T_SET:
+            self._step = _S_LIST
+        elif ttype == _T_MAP:
+            self._step = _S_MAP
+        else:
+            raise ScanError(f"bad field type {ttype}")
+
+    def _value_done(self) -> None:
+        """A value is complete: decide what the enclosing struct or container expects next."""
+        stack = self._stack
+        while stack:
+            top = stack[-1]
+            kind = top[0]
+            if kind == _K_STRUCT:
+                self._step = _S_FIELD
+                return
+            if kind == _K_LIST:
+                top[2] -= 1
+                if top[2] > 0:
+                    self._begin_value(top[1])
+                    return
+            else:  # map: items alternate key, value; an even number left means a key is next
+                top[3] -= 1
+                if top[3] > 0:
+                    self._begin_value(top[1] if top[3] % 2 == 0 else top[2])
+                    return
+            stack.pop()
+        self._step = _S_DONE
+
+
+# --------------------------------------------------------------------------------------------------
+# The server
+# --------------------------------------------------------------------------------------------------
+
+_MODE_UNKNOWN, _MODE_UNFRAMED, _MODE_FRAMED = 0, 1, 2
+# Errors that mean the request bytes could not be decoded (fastbinary raises OverflowError on limits).
+_DECODE_ERRORS = (TProtocolException, TTransportException, EOFError, OverflowError, UnicodeDecodeError,
+                  struct.error, ValueError)
+
+
+class _Connection(asyncio.Protocol):
+    """One client connection: sniffs the framing, cuts messages, runs them one at a time."""
+
+    def __init__(self, server: ThriftServer) -> None:
+        self._server = server
+        self._limits = server.limits
+        self._loop = server._loop
+        self._transport: asyncio.Transport | None = None
+        self._peer: Any = None
+        self._buf = bytearray()
+        self._mode = _MODE_UNKNOWN
+        self._scanner: MessageScanner | None = None
+        self._frame_len = -1
+        self._pending: collections.deque[bytes] = collections.deque()
+        self._busy = False
+        self._reading_paused = False
+        self._writing_paused = False
+        self._closed = False
+        self._registered = False
+        self._half_closed = False
+        # Timeouts: one lazily re-armed timer per connection (not one per message).
+        self._last_activity = 0.0
+        self._msg_deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_when = 0.0
+
+    # -- asyncio.Protocol -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]  # (uvloop's is no asyncio.Transport subclass)
+        self._peer = transport.get_extra_info("peername")
+        server = self._server
+        if server._closing:
+            self._closed = True
+            transport.abort()
+            return
+        if len(server._conns) >= self._limits.max_connections:
+            self._closed = True
+            server._note_rejected(self._peer)
+            transport.close()
+            return
+        server._register(self)
+        self._registered = True
+        self._last_activity = self._loop.time()
+        self._arm(self._last_activity + self._limits.idle_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._closed = True
+        self._pending.clear()
+        self._buf = bytearray()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._registered:
+            self._registered = False
+            self._server._unregister(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._closed:
+            return
+        self._buf += data
+        self._parse()
+
+    def eof_received(self) -> bool | None:
+        # The client half-closed. With a call running, keep the write side open so that its reply
+        # (and those of complete messages already buffered) still go out; _call_done closes after.
+        # A partial message can never complete and is dropped.
+        if self._busy:
+            self._half_closed = True
+            self._buf = bytearray()
+            self._msg_deadline = None
+            return True
+        return None
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        if not self._closed and not self._busy:
+            self._next()
+
+    # -- message cutting --------------------------------------------------------------------------
+
+    def _parse(self) -> None:
+        buf = self._buf
+        limits = self._limits
+        while not self._closed and not self._pending:
+            if not buf:
+                self._msg_deadline = None
+                return
+            if self._mode == _MODE_UNKNOWN:
+                first = buf[0]
+                if first == 0x80:
+                    self._mode = _MODE_UNFRAMED
+                    self._scanner = MessageScanner(limits.max_message_bytes, limits.string_length_limit,
+                                                   limits.container_length_limit)
+                elif first == 0x00:
+                    self._mode = _MODE_FRAMED
+                else:
+                    self._abandon(f"first byte 0x{first:02x} is neither a strict binary message nor a frame")
+                    return
+            if self._mode == _MODE_FRAMED:
+                if self._frame_len < 0:
+                    if len(buf) < 4:
+                        self._message_started()
+                        return
+                    claimed = _unpack_i32(buf, 0)[0]
+                    if claimed <= 0 or claimed > limits.max_message_bytes:
+                        self._abandon(f"frame length {claimed} outside 1..{limits.max_message_bytes}")
+                        return
+                    self._frame_len = claimed
+                end = 4 + self._frame_len
+                if len(buf) < end:
+                    self._message_started()
+                    return
+                message = bytes(buf[4:end])
+                self._frame_len = -1
+            else:
+                scanner = self._scanner
+                assert scanner is not None
+                try:
+                    end = scanner.feed(buf)
+                except ScanError as exc:
+                    self._abandon(str(exc))
+                    return
+                if end is None:
+                    self._message_started()
+                    return
+                message = bytes(buf[:end])
+                scanner.reset()
+            del buf[:end]
+            self._msg_deadline = None
+            self._last_activity = self._loop.time()
+            if self._busy or self._writing_paused:
+                self._pending.append(message)
+                self._pause_reading()
+            else:
+                self._dispatch(message)
+
+    def _message_started(self) -> None:
+        if self._msg_deadline is None:
+            self._msg_deadline = self._loop.time() + self._limits.message_timeout
+            self._arm(self._msg_deadline)
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self._transport is not None and not self._transport.is_closing():
+            self._reading_paused = True
+            self._transport.pause_reading()
+        # the client is not to blame for the time its next message waits behind ours
+        self._msg_deadline = None
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self._transport is not None and not self._transport.is_closing():
+            self._reading_paused = False
+            self._transport.resume_reading()
+
+    # -- calls ------------------------------------------------------------------------------------
+
+    def _dispatch(self, message: bytes) -> None:
+        self._busy = True
+        server = self._server
+        fut = self._loop.run_in_executor(server._pool, server._process, message)
+        server._inflight.add(fut)
+        fut.add_done_callback(self._call_done)
+
+    def _call_done(self, fut: asyncio.Future[bytes]) -> None:
+        server = self._server
+        server._inflight.discard(fut)
+        self._busy = False
+        if fut.cancelled():
+            self._close()
+            return
+        exc = fut.exception()
+        if exc is not None:
+            if isinstance(exc, _DECODE_ERRORS):
+                logger.warning("closing connection from %s: bad request (or unwritable reply): %s: %s",
+                               self._peer, type(exc).__name__, exc)
+            else:
+                logger.error("closing connection from %s: processor failed", self._peer, exc_info=exc)
+            self._close()
+            return
+        if self._closed:
+            return
+        reply = fut.result()
+        if reply:  # a ONEWAY call has no reply
+            assert self._transport is not None
+            if self._mode == _MODE_FRAMED:
+                self._transport.write(_pack_i32(len(reply)) + reply)
+            else:
+                self._transport.write(reply)
+        self._last_activity = self._loop.time()
+        if server._closing or (self._half_closed and not self._pending):
+            self._close()
+            return
+        self._arm(self._last_activity + self._limits.idle_timeout)
+        self._next()
+
+    def _next(self) -> None:
+        """Not busy any more: run a buffered message, or read on."""
+        if self._writing_paused:
+            return  # resume_writing calls us again
+        if self._pending:
+            self._dispatch(self._pending.popleft())
+        if not self._half_closed:
+            self._resume_reading()
+            self._parse()
+
+    # -- timeouts and closing ---------------------------------------------------------------------
+
+    def _arm(self, deadline: float) -> None:
+        if self._closed:
+            return
+        if self._timer is None or deadline < self._timer_when:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+            self._timer_when = deadline
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closed:
+            return
+        now = self._loop.time()
+        deadlines = []
+        if self._msg_deadline is not None:
+            if now >= self._msg_deadline:
+                logger.info("closing connection from %s: message not complete within %.1f s",
+                            self._peer, self._limits.message_timeout)
+                self._close()
+                return
+            deadlines.append(self._msg_deadline)
+        if not self._busy:  # a running call is not idleness
+            idle_deadline = self._last_activity + self._limits.idle_timeout
+            if now >= idle_deadline:
+                logger.debug("closing connection from %s: idle for %.1f s", self._peer, self._limits.idle_timeout)
+                self._close()
+                return
+            deadlines.append(idle_deadline)
+        if deadlines:
+            self._arm(min(deadlines))
+
+    def _abandon(self, reason: str) -> None:
+        logger.warning("closing connection from %s: %s", self._peer, reason)
+        self._close()
+
+    def _close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+        self._closed = True
+        self._pending.clear()
+        self._buf = bytearray()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _shutdown(self) -> None:
+        """The server is closing: close now unless a call runs (then after its reply)."""
+        if not self._busy:
+            self._close()
+
+    def _abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+
+class ThriftServer:
+    """Serves a Thrift processor (``TProcessor.process(iprot, oprot)``) over TCP with asyncio."""
+
+    def __init__(self, processor: Any, host: str, port: int, limits: ServerLimits = ServerLimits()) -> None:
+        self.processor = processor
+        self.host = host
+        self.port = port
+        self.limits = limits
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
+        self._server: asyncio.base_events.Server | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._conns: set[_Connection] = set()
+        self._inflight: set[asyncio.Future[bytes]] = set()
+        self._closing = False
+        self._closed: asyncio.Event | None = None
+        self._no_conns: asyncio.Event | None = None
+        self._last_reject_log = 0.0
+        self._rejected = 0
+
+    @property
+    def connection_count(self) -> int:
+        """Open client connections (accepted and not yet closed)."""
+        return len(self._conns)
+
+    async def start(self) -> None:
+        """Bind and listen; ``self.port`` becomes the bound port (useful with port 0)."""
+        if self._server is not None:
+            raise RuntimeError("already started")
+        self._loop = asyncio.get_running_loop()
+        self._closed = asyncio.Event()
+        self._no_conns = asyncio.Event()
+        self._no_conns.set()
+        self._pool = ThreadPoolExecutor(max_workers=self.limits.workers, thread_name_prefix="tserver-call")
+        backlog = min(self.limits.max_connections, 4096)
+        sock = _bind_numeric(self.host, self.port)
+        try:
+            if sock is not None:
+                self._server = await self._loop.create_server(lambda: _Connection(self), sock=sock, backlog=backlog)
+            else:  # a host name: let asyncio resolve it
+                self._server = await self._loop.create_server(lambda: _Connection(self), self.host, self.port,
+                                                              backlog=backlog, reuse_address=True)
+        except BaseException:
+            if sock is not None:
+                sock.close()
+            self._pool.shutdown(wait=False)
+            raise
+        self.port = self._server.sockets[0].getsockname()[1]
+        logger.info("Thrift server listening on %s:%d (%d workers)", self.host, self.port, self.limits.workers)
+
+    async def serve_forever(self) -> None:
+        """Serve until :meth:`close` has finished."""
+        if self._server is None:
+            await self.start()
+        assert self._closed is not None
+        await self._closed.wait()
+
+    async def close(self) -> None:
+        """Stop accepting, close idle connections, let in-flight calls answer, shut the pool."""
+        if self._server is None:  # never started
+            return
+        assert self._closed is not None and self._no_conns is not None
+        if self._closing:
+            await self._closed.wait()
+            return
+        self._closing = True
+        assert self._server is not None and self._pool is not None
+        self._server.close()
+        for conn in list(self._conns):
+            conn._shutdown()
+        if self._inflight:
+            await asyncio.wait(list(self._inflight))
+        try:  # replies of the last calls are flushed by transport.close(); a client that never
+            await asyncio.wait_for(self._no_conns.wait(), 5.0)  # reads them gets cut off
+        except asyncio.TimeoutError:
+            for conn in list(self._conns):
+                conn._abort()
+            await asyncio.sleep(0)
+        await self._server.wait_closed()
+        self._pool.shutdown(wait=True)  # every call has finished: the threads only need to exit
+        logger.info("Thrift server on port %d closed", self.port)
+        self._closed.set()
+
+    # -- used by connections ----------------------------------------------------------------------
+
+    def _register(self, conn: _Connection) -> None:
+        self._conns.add(conn)
+        assert self._no_conns is not None
+        self._no_conns.clear()
+
+    def _unregister(self, conn: _Connection) -> None:
+        self._conns.discard(conn)
+        if not self._conns:
+            assert self._no_conns is not None
+            self._no_conns.set()
+
+    def _note_rejected(self, peer: Any) -> None:
+        self._rejected += 1
+        now = time.monotonic()
+        if now - self._last_reject_log >= 10.0:
+            self._last_reject_log = now
+            logger.warning("max_connections=%d reached: closing new connection from %s (%d rejected so far)",
+                           self.limits.max_connections, peer, self._rejected)
+
+    def _process(self, message: bytes) -> bytes:
+        """Runs in a pool thread: decode one message, call the processor, return the reply bytes."""
+        limits = self.limits
+        iprot = _PROTOCOL(TMemoryBuffer(message), string_length_limit=limits.string_length_limit,
+                          container_length_limit=limits.container_length_limit)
+        otrans = TMemoryBuffer()
+        self.processor.process(iprot, _PROTOCOL(otrans))
+        return otrans.getvalue()
+
+
+def _bind_numeric(host: str, port: int) -> socket.socket | None:
+    """A bound, non-blocking listening socket for an IP literal (no resolver thread), else None."""
+    try:
+        addr = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _write_port_file(path: str, port: int) -> None:
+    """Write the port atomically: a reader sees no file or the whole number."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".port-", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{port}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def run(processor: Any, host: str, port: int, limits: ServerLimits = ServerLimits(), *,
+        port_file: str | None = None, ready: Callable[[int], Any] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then close gracefully (blocking; for ``__main__``).
+
+    Uses uvloop when it is importable. Once listening, writes the bound port to ``port_file``
+    (atomically) and calls ``ready(port)``.
+    """
+    loop_factory = None
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:
+        pass
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(_serve(processor, host, port, limits, port_file, ready))
+
+
+async def _serve(processor: Any, host: str, port: int, limits: ServerLimits, port_file: str | None,
+                 ready: Callable[[int], Any] | None) -> None:
+    server = ThriftServer(processor, host, port, limits)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed = []
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            pass
+    try:
+        await server.start()
+        if port_file:
+            _write_port_file(port_file, server.port)
+        if ready is not None:
+            ready(server.port)
+        await stop.wait()
+        logger.info("signal received: closing the Thrift server")
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+        await server.close()
