@@ -1,0 +1,270 @@
+"""Unit tests of the Leibniz kernel (worker._leibniz) and its driver (worker.leibniz)."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import threading
+import time
+from decimal import ROUND_HALF_UP, Decimal
+from fractions import Fraction
+
+import pytest
+
+from worker import _leibniz, leibniz
+
+PI_REF = "3.14159265358979323846264338327950288419716939937510"
+PI = Fraction(PI_REF)
+U = Fraction(1, 2**53)
+
+
+def expected_digits(decimal: int) -> str:
+    return str(Decimal(PI_REF).quantize(Decimal(1).scaleb(-decimal), rounding=ROUND_HALF_UP))
+
+
+def expected_digits_of(x: Fraction, decimal: int) -> str:
+    """x rounded half-up to `decimal` places, exactly (x is the exact value of a float)."""
+    k = math.floor(x * 10**decimal + Fraction(1, 2))
+    return str(Decimal(k).scaleb(-decimal))
+
+
+def boundary_distance(decimal: int) -> Fraction:
+    """Distance from pi to the nearest rounding boundary at `decimal` places."""
+    scale = 10**decimal
+    k = math.floor(PI * scale)
+    return abs(PI - (k + Fraction(1, 2)) / scale)
+
+
+def exact_pair_sum(j0: int, j1: int) -> Fraction:
+    return sum((Fraction(2, (4 * j + 1) * (4 * j + 3)) for j in range(j0, j1)), Fraction(0))
+
+
+def documented_bound(j0: int, j1: int, hi: float, lo: float) -> Fraction:
+    """The per-call bound as documented in worker/_leibniz.c, recomputed independently."""
+    n = j1 - j0
+    per_fold = _leibniz.LANES * _leibniz.BLOCK
+    folds = n // per_fold + n % per_fold
+    k = _leibniz.ROUNDINGS
+    c = k * U / (1 - k * U) + 4 * folds * U * U
+    return c / (1 - c) * (Fraction(hi) + Fraction(lo))
+
+
+def run(decimal: int, **kwargs) -> tuple[leibniz.PiResult, list[leibniz.Progress]]:
+    reports: list[leibniz.Progress] = []
+    return leibniz.compute_pi(decimal, on_progress=reports.append, **kwargs), reports
+
+
+# --- the driver --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("decimal", range(1, 9))
+def test_digits_are_correctly_rounded_and_proven(decimal):
+    result, _ = run(decimal)
+    assert result.digits == expected_digits(decimal)
+    assert result.decimal == decimal
+    assert len(result.digits.split(".")[1]) == decimal
+    assert result.value == float(result.digits)
+    assert Fraction(result.lower) < PI < Fraction(result.upper)
+    # The proven bracket holds no rounding boundary: both ends round to the reported digits.
+    for end in (result.lower, result.upper):
+        assert expected_digits_of(Fraction(end), decimal) == result.digits
+    assert 0 < result.error_bound < 1e-13
+    assert result.terms % 2 == 0
+
+
+@pytest.mark.parametrize("decimal", range(3, 9))
+def test_terms_match_the_series_convergence(decimal):
+    # |pi - S_n| ~ 1/n: the digits cannot be proven before n ~ 1/distance-to-boundary, and the
+    # driver should not run far past it (chunks are <= 1% of the work).
+    result, _ = run(decimal)
+    needed = 1 / boundary_distance(decimal)
+    assert 0.99 * needed <= result.terms <= 1.05 * needed
+
+
+def test_bracket_comes_from_the_series():
+    result, reports = run(4)
+    n = result.terms
+    partial = 4 * math.fsum((-1) ** k / (2 * k + 1) for k in range(n))
+    assert abs(result.lower - partial) <= result.error_bound + 1e-15
+    assert abs(result.upper - (partial + 4 / (2 * n + 1))) <= result.error_bound + 1e-15
+    last = reports[-1]
+    partial_last = 4 * math.fsum((-1) ** k / (2 * k + 1) for k in range(last.terms))
+    assert last.partial == pytest.approx(partial_last, abs=1e-13)
+
+
+def test_trailing_zeros_are_kept():
+    # pi only gets a trailing zero at 12 places (3.141592653590), too slow for a unit test.
+    assert leibniz._format_digits(3100, 3) == "3.100"
+    assert leibniz._format_digits(3141592653590, 12) == "3.141592653590"
+    assert leibniz._format_digits(5, 2) == "0.05"
+
+
+@pytest.mark.parametrize("decimal", range(1, 9))
+def test_progress_is_monotone_bounded_and_frequent(decimal):
+    result, reports = run(decimal)
+    assert reports
+    fractions = [p.fraction for p in reports]
+    assert all(0 <= f < 1 for f in fractions)
+    assert fractions == sorted(fractions)
+    assert fractions[-1] > 0.5
+    terms = [0] + [p.terms for p in reports] + [result.terms]
+    gaps = [b - a for a, b in zip(terms, terms[1:])]
+    assert min(gaps) > 0
+    # Terms come in pairs: for d <= 2 (about 120 and 300 terms) 1% is less than one pair.
+    assert max(gaps) <= max(2, 0.01 * result.terms)
+    for p in reports:
+        assert p.terms % 2 == 0
+        assert p.lower < p.partial < PI < p.upper
+        assert Fraction(p.lower) < PI < Fraction(p.upper)
+    widths = [p.upper - p.lower for p in reports]
+    assert widths == sorted(widths, reverse=True)
+
+
+def test_progress_step_and_min_report_interval():
+    result, every = run(7, progress_step=0.05)
+    terms = [0] + [p.terms for p in every] + [result.terms]
+    assert max(b - a for a, b in zip(terms, terms[1:])) <= 0.05 * result.terms
+    # A long min_report_interval drops the reports of small early chunks but keeps the step rule.
+    result, sparse = run(7, min_report_interval=3600.0)
+    _, dense = run(7)
+    assert 0 < len(sparse) < len(dense)
+    terms = [0] + [p.terms for p in sparse] + [result.terms]
+    assert max(b - a for a, b in zip(terms, terms[1:])) <= 0.01 * result.terms
+
+
+def test_should_stop_cancels_between_chunks():
+    polls = []
+
+    def should_stop() -> bool:
+        polls.append(1)
+        return len(polls) >= 3
+
+    reports: list[leibniz.Progress] = []
+    with pytest.raises(leibniz.Cancelled):
+        leibniz.compute_pi(8, should_stop=should_stop, on_progress=reports.append)
+    assert len(polls) == 3
+    assert len(reports) == 2
+
+
+def test_should_stop_false_does_not_interfere():
+    result = leibniz.compute_pi(5, should_stop=lambda: False)
+    assert result.digits == expected_digits(5)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 13, 1.5, "3", True, None])
+def test_bad_decimal_is_rejected(bad):
+    with pytest.raises((ValueError, TypeError), match="1 to 12"):
+        leibniz.compute_pi(bad)
+
+
+def test_not_converged_when_max_terms_is_too_small():
+    with pytest.raises(leibniz.NotConverged, match="max_terms=400000"):
+        leibniz.compute_pi(5, max_terms=400_000)  # 5 places need ~430,000 terms
+    assert leibniz.compute_pi(5, max_terms=440_000).digits == "3.14159"
+
+
+@pytest.mark.parametrize("bad", [0, 1, 2.5, 2**60])
+def test_bad_max_terms_is_rejected(bad):
+    with pytest.raises(ValueError, match="max_terms"):
+        leibniz.compute_pi(3, max_terms=bad)
+
+
+def test_module_holds_no_copy_of_pi():
+    root = pathlib.Path(leibniz.__file__).parent
+    for name in ("leibniz.py", "_leibniz.c"):
+        text = root.joinpath(name).read_text()
+        assert "1415926" not in text and "math.pi" not in text and "M_PI" not in text
+
+
+def test_python_loop_sum_is_the_plain_series():
+    assert leibniz.python_loop_sum(1) == 4.0
+    assert leibniz.python_loop_sum(3) == pytest.approx(4 * (1 - 1 / 3 + 1 / 5))
+    assert leibniz.python_loop_sum(10_000) == pytest.approx(4 * math.fsum((-1) ** k / (2 * k + 1) for k in range(10_000)))
+
+
+# --- the kernel ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "j0, j1",
+    [(0, 0), (0, 1), (0, 255), (0, 256), (0, 257), (3, 1000), (10**6, 10**6 + 777),
+     (2**40, 2**40 + 700), (2**52 - 300, 2**52)],
+)
+def test_pair_sum_matches_exact_sum_within_documented_bound(j0, j1):
+    hi, lo = _leibniz.pair_sum(j0, j1)
+    exact = exact_pair_sum(j0, j1)
+    bound = documented_bound(j0, j1, hi, lo)
+    assert abs(Fraction(hi) + Fraction(lo) - exact) <= bound
+    assert bound <= Fraction(1, 10**14) * exact  # the bound is tight enough to be useful
+    assert abs(lo) <= math.ulp(hi) / 2  # a normalised double-double
+    assert leibniz._call_error_bound(j1 - j0, hi, lo) >= bound
+
+
+def test_pair_sum_error_does_not_grow_with_the_number_of_terms():
+    # Euler-Boole: pi - S_n = 1/n - 1/(4n^3) + 5/(16n^5) - 61/(64n^7) + ... for even n, so the
+    # exact sum of 10^7 pair terms is known to far better than 1e-40.  The compensated fold
+    # keeps the real error near u, far inside the worst-case bound.
+    m = 10**7
+    n = Fraction(2 * m)
+    exact = (PI - 1 / n + 1 / (4 * n**3) - 5 / (16 * n**5) + 61 / (64 * n**7)) / 4
+    hi, lo = _leibniz.pair_sum(0, m)
+    error = abs(Fraction(hi) + Fraction(lo) - exact)
+    assert error <= documented_bound(0, m, hi, lo)
+    assert error <= 2 * U * exact
+
+
+def test_pair_sum_is_additive():
+    a, b, c = 0, 123_457, 3_000_001
+    parts = [_leibniz.pair_sum(*r) for r in ((a, b), (b, c), (a, c))]
+    values = [Fraction(hi) + Fraction(lo) for hi, lo in parts]
+    bounds = [documented_bound(j0, j1, *p) for (j0, j1), p in zip(((a, b), (b, c), (a, c)), parts)]
+    assert abs(values[0] + values[1] - values[2]) <= sum(bounds)
+    assert values[0] + values[1] != 0 and values[2] > values[1]
+
+
+def test_pair_sum_total_converges_to_the_leibniz_bracket():
+    hi, lo = _leibniz.pair_sum(0, 10**6)
+    s = 4 * (Fraction(hi) + Fraction(lo))
+    assert s < PI < s + Fraction(4, 4 * 10**6 + 1)
+
+
+@pytest.mark.parametrize(
+    "args, error",
+    [((-1, 5), ValueError), ((5, 4), ValueError), ((0, 2**52 + 1), ValueError), ((2**64, 2**64 + 1), ValueError),
+     ((0.0, 1), TypeError), ((0, "1"), TypeError), ((0,), TypeError)],
+)
+def test_pair_sum_validates_arguments(args, error):
+    with pytest.raises(error):
+        _leibniz.pair_sum(*args)
+
+
+def test_pair_sum_accepts_the_limits():
+    assert _leibniz.pair_sum(2**52, 2**52) == (0.0, 0.0)
+    assert _leibniz.pair_sum(0, 0) == (0.0, 0.0)
+
+
+def test_kernel_constants():
+    assert _leibniz.LANES & (_leibniz.LANES - 1) == 0
+    assert _leibniz.BLOCK % 2 == 0
+    assert _leibniz.ROUNDINGS == _leibniz.PAIR_ROUNDINGS + _leibniz.BLOCK // 2 - 1 + _leibniz.LANES.bit_length() - 1
+    assert _leibniz.MAX_J == 2**52
+
+
+def test_pair_sum_releases_the_gil():
+    # While a long call runs in a thread, this thread keeps running Python code: if the kernel
+    # held the GIL, one iteration of the loop below would wait for the whole call.
+    duration = []
+
+    def call() -> None:
+        start = time.perf_counter()
+        _leibniz.pair_sum(0, 10**9)
+        duration.append(time.perf_counter() - start)
+
+    worker = threading.Thread(target=call)
+    stamps = [time.perf_counter()]
+    worker.start()
+    while worker.is_alive():
+        stamps.append(time.perf_counter())
+    worker.join()
+    longest_wait = max(b - a for a, b in zip(stamps, stamps[1:]))
+    assert longest_wait < 0.5 * duration[0]
