@@ -19,3 +19,9 @@ router = APIRouter(tags=["host"])
 async def get_host(thrift: ThriftDep) -> HostModel:
     """CPU load, memory, free disk of the state folder, host name and address of the compute host."""
     return HostModel.from_thrift(await thrift.call("getHostStatus"))
+
+
+@router.get("/livez", summary="Liveness of the gateway itself", response_model=dict[str, str])
+async def livez() -> dict[str, str]:
+    """Answers without calling the Thrift server: for health checks, and the benchmarks' baseline route."""
+    return {"status": "ok"}
