@@ -62,13 +62,13 @@ struct HostStatus {
 
 /**
  * One pi calculation. Fields 1 to 6 are the original's, unchanged; the rest were added.
- * status is one of WAITING, PROGRESS, SUCCESS, FAILURE.
+ * status is one of WAITING, PROGRESS, SUCCESS, FAILURE, REVOKED (cancelled).
  * Times are ISO 8601 in UTC with an offset.
  */
 struct calcResult {
   /** Task id, a UUID. */
   1: required string id
-  /** WAITING, PROGRESS, SUCCESS or FAILURE. */
+  /** WAITING, PROGRESS, SUCCESS, FAILURE or REVOKED. */
   2: required string status
   /** When the task was queued. */
   3: required string pushqtime
@@ -88,6 +88,12 @@ struct calcResult {
   10: optional string error
   /** Number of series terms summed so far. */
   11: optional i64 terms
+  /** When the worker computing it last reported (PROGRESS only). */
+  12: optional string heartbeat
+  /** How many times a worker has started it (more than 1: it was delivered again after a worker died). */
+  13: optional i32 attempts
+  /** PROGRESS, but no worker has reported for a while: its worker died and no live worker holds it yet. */
+  14: optional bool stalled
 }
 
 /** One page of the task list, newest pushqtime first. */
@@ -118,6 +124,14 @@ exception BadTask {
 exception BadArgument {
   /** Human-readable reason naming the allowed values. */
   1: string message
+}
+
+/** The task has already ended, so it cannot be cancelled. */
+exception TaskFinished {
+  /** Human-readable reason. */
+  1: string message
+  /** The status it ended with. */
+  2: string status
 }
 
 /** A dependency of the compute side (the broker, the state folder) cannot be used right now. */
@@ -151,6 +165,12 @@ service RPCcelery {
    * status empty for every task, or one of WAITING, PROGRESS, SUCCESS, FAILURE.
    */
   TaskPage listTaskPage(1: i32 offset, 2: i32 limit, 3: string status) throws (1: BadArgument ba, 2: Unavailable un)
+
+  /**
+   * Cancel a waiting or running task: its status becomes REVOKED with a stop time, and a worker
+   * computing it stops at its next chunk (well under a second).
+   */
+  calcResult cancelTask(1: string uuid) throws (1: BadTask bt, 2: TaskFinished tf, 3: Unavailable un)
 
   /** The state of the compute host. */
   HostStatus getHostStatus() throws (1: Unavailable un)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from RPC.ttypes import HostStatus, calcResult
 
-Status = Literal["WAITING", "PROGRESS", "SUCCESS", "FAILURE"]
+Status = Literal["WAITING", "PROGRESS", "SUCCESS", "FAILURE", "REVOKED"]
 
 
 class ErrorResponse(BaseModel):
@@ -64,21 +64,24 @@ class TaskModel(BaseModel):
         json_schema_extra={
             "examples": [{
                 "id": "5b2f3c1e-8a4d-4f7e-9c0b-2d1e3f4a5b6c", "status": "SUCCESS", "decimal": 8,
-                "progress": 100.0, "result": 3.14159265, "digits": "3.14159265", "terms": 1423745472,
-                "error": None, "pushqtime": "2026-11-28T03:00:00.000001Z",
+                "progress": 100.0, "result": 3.14159265, "digits": "3.14159265", "terms": 714607312,
+                "error": None, "attempts": 1, "stalled": False, "heartbeat": None, "pushqtime": "2026-11-28T03:00:00.000001Z",
                 "starttime": "2026-11-28T03:00:00.004000Z", "stoptime": "2026-11-28T03:00:01.410000Z",
             }]
         }
     )
 
     id: str = Field(description="Task id (a UUID)")
-    status: Status = Field(description="WAITING, PROGRESS, SUCCESS or FAILURE")
+    status: Status = Field(description="WAITING, PROGRESS, SUCCESS, FAILURE or REVOKED (cancelled)")
     decimal: int = Field(description="Decimals asked for")
     progress: float = Field(ge=0, le=100, description="Percent of the work done; never goes back; 100 only at SUCCESS")
     result: float | None = Field(description="PROGRESS: partial sum rounded to `decimal` places; SUCCESS: pi rounded")
     digits: str | None = Field(description="At SUCCESS, pi with exactly `decimal` places, trailing zeros kept")
     terms: int = Field(description="Series terms summed so far")
-    error: str | None = Field(description="At FAILURE, why")
+    error: str | None = Field(description="At FAILURE or REVOKED, why")
+    attempts: int = Field(description="Times a worker started it; above 1 it was delivered again after a worker died")
+    stalled: bool = Field(description="PROGRESS, but its worker stopped reporting: it died and no live worker holds it")
+    heartbeat: datetime | None = Field(description="When its worker last reported (UTC); null unless PROGRESS")
     pushqtime: datetime = Field(description="Queued at (UTC)")
     starttime: datetime | None = Field(description="Started at (UTC); null while WAITING")
     stoptime: datetime | None = Field(description="Finished at (UTC); null until it ends")
@@ -87,8 +90,8 @@ class TaskModel(BaseModel):
     def from_thrift(cls, r: calcResult) -> TaskModel:
         return cls(
             id=r.id, status=r.status, decimal=r.decimal or 0, progress=r.progress or 0.0, result=r.result,
-            digits=r.digits, terms=r.terms or 0, error=r.error,
-            pushqtime=r.pushqtime, starttime=r.starttime, stoptime=r.stoptime,
+            digits=r.digits, terms=r.terms or 0, error=r.error, attempts=r.attempts or 0, stalled=bool(r.stalled),
+            heartbeat=r.heartbeat, pushqtime=r.pushqtime, starttime=r.starttime, stoptime=r.stoptime,
         )
 
 

@@ -22,7 +22,7 @@ from thrift.transport.TTransport import TMemoryBuffer, TTransportException
 
 from app.errors import ComputeFailed, ComputeUnavailable
 from RPC import RPCcelery
-from RPC.ttypes import BadArgument, BadDecimal, BadTask, Unavailable
+from RPC.ttypes import BadArgument, BadDecimal, BadTask, TaskFinished, Unavailable
 
 try:  # the C codec; the plain one speaks the same wire format
     from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated as _Protocol
@@ -32,7 +32,7 @@ except ImportError:  # pragma: no cover - only without the compiled extension
 
 log = logging.getLogger(__name__)
 
-_IDL_ERRORS = (BadArgument, BadDecimal, BadTask, Unavailable)
+_IDL_ERRORS = (BadArgument, BadDecimal, BadTask, TaskFinished, Unavailable)
 _FRAME = struct.Struct("!i")
 _MAX_REPLY_BYTES = 64 * 1024 * 1024
 # Drop pooled connections idle this long: the server closes idle ones after TSERVER_IDLE_TIMEOUT

@@ -19,6 +19,13 @@ class ServerSettings(BaseSettings):
     TSERVER_WORKERS: int = Field(default=8, ge=1, le=256)
     TSERVER_IDLE_TIMEOUT: float = Field(default=60.0, gt=0, le=3600)
     TSERVER_MAX_CONNECTIONS: int = Field(default=2000, ge=1, le=100_000)
+    # Ended tasks older than this many seconds are removed (0 keeps them forever). 7 days.
+    RESULT_TTL: float = Field(default=7 * 24 * 3600, ge=0)
+    # How often the state folder is rescanned for files added or removed by others, and expired
+    # results are removed.
+    HOUSEKEEPING_INTERVAL: float = Field(default=10.0, gt=0, le=3600)
+    # A running task whose worker has not reported for this long is shown as stalled.
+    STALLED_AFTER: float = Field(default=30.0, gt=0, le=86400)
 
 
 def load_settings() -> ServerSettings:

@@ -7,30 +7,38 @@ server wiring lives in tserver/server.py, so this class is tested directly.
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 
-from RPC.ttypes import BadArgument, BadDecimal, BadTask, HostStatus, TaskPage, Unavailable, calcResult
+from RPC.ttypes import BadArgument, BadDecimal, BadTask, HostStatus, TaskFinished, TaskPage, Unavailable, calcResult
 from tserver.hostinfo import host_status
+from tserver.index import TaskIndex
 from worker.errors import QueueUnavailable, StorageError, UnknownTask
-from worker.state import STATUSES, WAITING, StateStore, TaskState, utcnow
+from worker.state import PROGRESS, REVOKED, STATUSES, WAITING, StateStore, TaskState, utcnow
 
 log = logging.getLogger(__name__)
 
 MIN_DECIMAL = 1
 MAX_PAGE = 1000
+# How long cancelTask waits for the worker of a running task to record REVOKED itself.
+CANCEL_WAIT = 2.0
 
 Enqueue = Callable[[str, int], None]
 
 
 class RPCceleryHandler:
-    """Implements RPCcelery.Iface on top of the state store and the task queue."""
+    """Implements RPCcelery.Iface on top of the state store, its index and the task queue."""
 
-    def __init__(self, store: StateStore, enqueue: Enqueue, max_decimal: int) -> None:
+    def __init__(self, store: StateStore, enqueue: Enqueue, max_decimal: int, *, stalled_after: float = 30.0,
+                 index: TaskIndex | None = None) -> None:
         self.store = store
         self.enqueue = enqueue
         self.max_decimal = max_decimal
+        self.stalled_after = stalled_after
+        self.index = index if index is not None else TaskIndex(store)
 
     def startCalcPi(self, decimal: int) -> str:
         """Queue a calculation; the new task's id."""
@@ -51,18 +59,34 @@ class RPCceleryHandler:
             # Never published: leave no WAITING file behind that nothing would ever pick up.
             self.store.delete(state.id)
             raise Unavailable(message="the task queue (RabbitMQ) is unavailable; try again shortly") from exc
-        return to_calc_result(state)
+        self.index.add(state)
+        return self.to_calc_result(state)
 
     def getTaskStatus(self, uuid: str) -> calcResult:  # noqa: A002 - the IDL's argument name
         """The state of one task."""
+        return self.to_calc_result(self._read(uuid))
+
+    def cancelTask(self, uuid: str) -> calcResult:  # noqa: A002 - the IDL's argument name
+        """Cancel a waiting or running task: REVOKED with a stop time."""
+        state = self._read(uuid)
+        self._check_not_final(state)
         try:
-            return to_calc_result(self.store.read(uuid))
-        except UnknownTask as exc:
-            raise BadTask(message=str(exc)) from None
+            # First the request the worker polls, then (for a task no worker has yet) the state.
+            self.store.request_cancel(state.id)
+            if state.status == WAITING:
+                state = state.evolve(status=REVOKED, stoptime=utcnow(), error="cancelled before it started")
+                self.store.write(state)
+            else:
+                state = self._await_revoked(state)
+        except StorageError as exc:
+            raise Unavailable(message=str(exc)) from exc
+        self.index.add(state)
+        return self.to_calc_result(state)
 
     def listTasks(self) -> list[calcResult]:
         """Every task, newest first."""
-        return [to_calc_result(s) for s in self.store.read_all()]
+        states, _ = self.index.page(0, max(len(self.index), 1))
+        return [self.to_calc_result(s) for s in states]
 
     def listTaskPage(self, offset: int, limit: int, status: str) -> TaskPage:
         """One page of tasks, newest first, optionally only those with one status."""
@@ -70,13 +94,10 @@ class RPCceleryHandler:
         limit = 100 if limit is None else limit
         if offset < 0 or not 1 <= limit <= MAX_PAGE:
             raise BadArgument(message=f"offset must be >= 0 and limit from 1 to {MAX_PAGE}")
-        states = self.store.read_all()
-        if status:
-            if status not in STATUSES:
-                raise BadArgument(message=f"status must be one of {', '.join(STATUSES)}")
-            states = [s for s in states if s.status == status]
-        page = states[offset: offset + limit]
-        return TaskPage(tasks=[to_calc_result(s) for s in page], total=len(states))
+        if status and status not in STATUSES:
+            raise BadArgument(message=f"status must be one of {', '.join(STATUSES)}")
+        states, total = self.index.page(offset, limit, status or "")
+        return TaskPage(tasks=[self.to_calc_result(s) for s in states], total=total)
 
     def getHostStatus(self) -> HostStatus:
         """The compute host's CPU, memory, disk and address."""
@@ -85,6 +106,48 @@ class RPCceleryHandler:
         except OSError as exc:
             raise Unavailable(message=f"cannot read the host's state: {exc}") from exc
 
+    def to_calc_result(self, state: TaskState) -> calcResult:
+        """The IDL struct for a task's state."""
+        return calcResult(
+            id=state.id, status=state.status, pushqtime=state.pushqtime, starttime=state.starttime,
+            stoptime=state.stoptime, result=state.result, decimal=state.decimal, progress=state.progress,
+            digits=state.digits, error=state.error, terms=state.terms, heartbeat=state.heartbeat,
+            attempts=state.attempts, stalled=self._stalled(state),
+        )
+
+    def _stalled(self, state: TaskState) -> bool:
+        if state.status != PROGRESS or state.heartbeat is None:
+            return False
+        age = datetime.now(timezone.utc) - datetime.fromisoformat(state.heartbeat)
+        return age.total_seconds() > self.stalled_after
+
+    def _read(self, task_id: str) -> TaskState:
+        try:
+            return self.store.read(task_id)
+        except UnknownTask as exc:
+            raise BadTask(message=str(exc)) from None
+
+    def _await_revoked(self, state: TaskState) -> TaskState:
+        # The worker polls the request between chunks (a fraction of a second); wait for it to
+        # record REVOKED itself, so that its own progress writes cannot overwrite ours.
+        deadline = time.monotonic() + CANCEL_WAIT
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+            state = self.store.read(state.id)
+            if state.status == REVOKED:
+                return state
+            self._check_not_final(state)  # it finished first: too late to cancel
+        if self._stalled(state) or state.status == WAITING:
+            # No live worker holds it: record the cancellation; a redelivery will see the request.
+            state = state.evolve(status=REVOKED, stoptime=utcnow(), error="cancelled (no worker was running it)")
+            self.store.write(state)
+            return state
+        raise Unavailable(message="the worker did not confirm the cancellation in time; it will stop shortly")
+
+    def _check_not_final(self, state: TaskState) -> None:
+        if state.is_final:
+            raise TaskFinished(message=f"task {state.id} has already ended: {state.status}", status=state.status)
+
     def _check_decimal(self, decimal: object) -> None:
         if type(decimal) is not int or not MIN_DECIMAL <= decimal <= self.max_decimal:
             raise BadDecimal(
@@ -92,20 +155,3 @@ class RPCceleryHandler:
                 min_decimal=MIN_DECIMAL,
                 max_decimal=self.max_decimal,
             )
-
-
-def to_calc_result(state: TaskState) -> calcResult:
-    """The IDL struct for a task's state."""
-    return calcResult(
-        id=state.id,
-        status=state.status,
-        pushqtime=state.pushqtime,
-        starttime=state.starttime,
-        stoptime=state.stoptime,
-        result=state.result,
-        decimal=state.decimal,
-        progress=state.progress,
-        digits=state.digits,
-        error=state.error,
-        terms=state.terms,
-    )

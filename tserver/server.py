@@ -9,6 +9,8 @@ from RPC import RPCcelery
 from tserver.config import load_settings
 from tserver.handler import RPCceleryHandler
 from tserver.hostinfo import prime_cpu_percent
+from tserver.index import TaskIndex
+from tserver.maintenance import Housekeeper
 from tserver.transport import ServerLimits, run
 from worker.state import StateStore
 
@@ -26,7 +28,15 @@ def main(argv: list[str] | None = None) -> None:
     # Importing the queue builds the Celery app, which reads and checks the shared settings.
     from worker.queue import enqueue_calc_pi, settings as worker_settings
 
-    handler = RPCceleryHandler(StateStore(worker_settings.STATE_DIR), enqueue_calc_pi, worker_settings.MAX_DECIMAL)
+    store = StateStore(worker_settings.STATE_DIR)
+    index = TaskIndex(store)
+    index.rescan()  # once, before serving: later rescans run in the housekeeper
+    log.info("indexed %d tasks in %s", len(index), store.folder)
+    housekeeper = Housekeeper(index, settings.HOUSEKEEPING_INTERVAL, settings.RESULT_TTL)
+    housekeeper.sweep()
+    housekeeper.start()
+    handler = RPCceleryHandler(store, enqueue_calc_pi, worker_settings.MAX_DECIMAL,
+                               stalled_after=settings.STALLED_AFTER, index=index)
     prime_cpu_percent()
     limits = ServerLimits(
         workers=settings.TSERVER_WORKERS,
@@ -35,4 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     log.info("serving RPCcelery on %s:%s (state in %s, queue %s)", settings.TSERVER_HOST,
              settings.TSERVER_PORT, worker_settings.STATE_DIR, worker_settings.CELERY_QUEUE)
-    run(RPCcelery.Processor(handler), settings.TSERVER_HOST, settings.TSERVER_PORT, limits, port_file=args.port_file)
+    try:
+        run(RPCcelery.Processor(handler), settings.TSERVER_HOST, settings.TSERVER_PORT, limits,
+            port_file=args.port_file)
+    finally:
+        housekeeper.stop()

@@ -28,6 +28,10 @@ class WorkerSettings(BaseSettings):
     PUBLISH_RETRIES: int = Field(default=1, ge=0, le=10)
     # A task delivered this many times without finishing (its worker died each time) is failed.
     TASK_MAX_ATTEMPTS: int = Field(default=3, ge=1, le=100)
+    # Demo pace: stretch every task to at least this many seconds so progress can be watched even
+    # at small decimals, as the original did with sleeps. 0 (the default) turns it off. Never
+    # changes the digits.
+    DEMO_MIN_SECONDS: float = Field(default=0.0, ge=0, le=3600)
 
     @field_validator("BROKER_URL")
     @classmethod

@@ -24,13 +24,15 @@ from worker.errors import StorageError, UnknownTask
 
 log = logging.getLogger(__name__)
 
-WAITING, PROGRESS, SUCCESS, FAILURE = "WAITING", "PROGRESS", "SUCCESS", "FAILURE"
-STATUSES = (WAITING, PROGRESS, SUCCESS, FAILURE)
-FINAL_STATUSES = frozenset({SUCCESS, FAILURE})
+WAITING, PROGRESS, SUCCESS, FAILURE, REVOKED = "WAITING", "PROGRESS", "SUCCESS", "FAILURE", "REVOKED"
+STATUSES = (WAITING, PROGRESS, SUCCESS, FAILURE, REVOKED)
+FINAL_STATUSES = frozenset({SUCCESS, FAILURE, REVOKED})
 
 # Canonical lower-case UUID text only: the id becomes a file name, so nothing else may pass.
 _TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _SUFFIX = ".json"
+# A cancellation request is a separate file, so the worker's progress writes cannot overwrite it.
+_CANCEL_PREFIX = ".cancel-"
 # A state file is a few hundred bytes; anything far larger is not ours and is not parsed.
 _MAX_FILE_BYTES = 64 * 1024
 
@@ -63,10 +65,11 @@ class TaskState:
     error: str | None = None
     terms: int = 0
     attempts: int = 0
+    heartbeat: str | None = None
 
     @property
     def is_final(self) -> bool:
-        """True once the task has ended (SUCCESS or FAILURE)."""
+        """True once the task has ended (SUCCESS, FAILURE or REVOKED)."""
         return self.status in FINAL_STATUSES
 
     def evolve(self, **changes: Any) -> TaskState:
@@ -95,7 +98,7 @@ class TaskState:
             raise ValueError(f"unknown status {self.status!r}")
         if type(self.decimal) is not int or not 1 <= self.decimal <= 100:
             raise ValueError("bad decimal")
-        for name in ("pushqtime", "starttime", "stoptime"):
+        for name in ("pushqtime", "starttime", "stoptime", "heartbeat"):
             value = getattr(self, name)
             if value is None and name != "pushqtime":
                 continue
@@ -156,8 +159,25 @@ class StateStore:
         return self._decode(str(task_id), raw)
 
     def delete(self, task_id: object) -> None:
-        """Remove the task's file if it exists."""
+        """Remove the task's file (and any cancellation request) if it exists."""
         _unlink_quietly(self.path_for(task_id))
+        self.clear_cancel(task_id)
+
+    def request_cancel(self, task_id: object) -> None:
+        """Leave a cancellation request that the worker computing the task polls between chunks."""
+        path = self.folder / (_CANCEL_PREFIX + check_task_id(task_id))
+        try:
+            path.touch()
+        except OSError as exc:
+            raise StorageError(f"cannot record the cancellation of task {task_id}: {exc.strerror or exc}") from exc
+
+    def cancel_requested(self, task_id: object) -> bool:
+        """True if the task's cancellation was requested."""
+        return (self.folder / (_CANCEL_PREFIX + check_task_id(task_id))).exists()
+
+    def clear_cancel(self, task_id: object) -> None:
+        """Remove the task's cancellation request, once it has taken effect."""
+        _unlink_quietly(self.folder / (_CANCEL_PREFIX + check_task_id(task_id)))
 
     def task_ids(self) -> list[str]:
         """Ids of every task file in the folder (hidden temporary files are not tasks)."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from worker import leibniz
 from worker.app import app, settings
 from worker.errors import StorageError, UnknownTask
-from worker.state import FAILURE, PROGRESS, SUCCESS, WAITING, StateStore, TaskState, check_task_id, utcnow
+from worker.state import (FAILURE, PROGRESS, REVOKED, SUCCESS, WAITING, StateStore, TaskState, check_task_id,
+                          utcnow)
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +17,8 @@ store = StateStore(settings.STATE_DIR)
 
 # Progress shown while running stays below 100: 100 means the digits are proven (SUCCESS).
 _RUNNING_CEILING = 99.9
+# How often the demo pace writes progress while it stretches a task.
+_PACE_TICK = 0.1
 
 
 @app.task(name="worker.calc_pi")
@@ -29,19 +33,30 @@ def calc_pi(task_id: str, decimal: int) -> None:
     if state is None:
         return
     if state.is_final:
-        # A redelivery of a task that already ended (its worker died before the ack): nothing to do.
-        log.info("task %s already %s; skipping redelivery", task_id, state.status)
+        # A redelivery of a task that already ended (its worker died before the ack), or one
+        # cancelled while it waited: nothing to do.
+        log.info("task %s already %s; nothing to do", task_id, state.status)
+        store.clear_cancel(task_id)
+        return
+    if store.cancel_requested(task_id):
+        _finish(state, REVOKED, error="cancelled before it started")
         return
     attempts = state.attempts + 1
     if attempts > settings.TASK_MAX_ATTEMPTS:
         _finish(state.evolve(attempts=attempts - 1), FAILURE,
                 error=f"gave up: the worker died {attempts - 1} times while computing this task")
         return
-    state = state.evolve(status=PROGRESS, starttime=state.starttime or utcnow(), attempts=attempts)
+    now = utcnow()
+    state = state.evolve(status=PROGRESS, starttime=state.starttime or now, heartbeat=now, attempts=attempts)
     store.write(state)
     recorder = _ProgressRecorder(state)
     try:
-        result = leibniz.compute_pi(state.decimal, on_progress=recorder)
+        result = leibniz.compute_pi(state.decimal, on_progress=recorder,
+                                    should_stop=lambda: store.cancel_requested(task_id))
+        recorder.stretch()
+    except leibniz.Cancelled:
+        _finish(recorder.state, REVOKED, error="cancelled while running")
+        return
     except leibniz.NotConverged as exc:
         _finish(recorder.state, FAILURE, error=str(exc))
         return
@@ -52,18 +67,42 @@ def calc_pi(task_id: str, decimal: int) -> None:
 
 
 class _ProgressRecorder:
-    """on_progress callback: writes the partial result; a failed write does not stop the sum."""
+    """on_progress callback: writes progress, partial result and heartbeat; applies the demo pace."""
 
     def __init__(self, state: TaskState) -> None:
         self.state = state
+        self.started = time.monotonic()
+        self.pace = settings.DEMO_MIN_SECONDS
 
     def __call__(self, p: leibniz.Progress) -> None:
-        progress = max(self.state.progress, min(_RUNNING_CEILING, round(p.fraction * 100, 2)))
-        self.state = self.state.evolve(progress=progress, result=round(p.partial, self.state.decimal), terms=p.terms)
+        self._record(p.fraction * 100, round(p.partial, self.state.decimal), p.terms)
+        if self.pace:
+            # Hold each step until its share of the demo's minimum duration has passed.
+            self._sleep_until(self.started + p.fraction * self.pace)
+
+    def stretch(self) -> None:
+        """Demo pace: after the digits are proven, let progress creep on until the minimum duration."""
+        end = self.started + self.pace
+        start_progress, start_time = self.state.progress, time.monotonic()
+        while (now := time.monotonic()) < end:
+            share = (now - start_time) / max(end - start_time, 1e-9)
+            self._record(start_progress + (_RUNNING_CEILING - start_progress) * share, self.state.result, self.state.terms)
+            self._sleep_until(min(end, now + _PACE_TICK))
+
+    def _record(self, percent: float, partial: float | None, terms: int) -> None:
+        progress = max(self.state.progress, min(_RUNNING_CEILING, round(percent, 2)))
+        self.state = self.state.evolve(progress=progress, result=partial, terms=terms, heartbeat=utcnow())
         try:
             store.write(self.state)
         except StorageError as exc:
             log.warning("%s", exc)
+
+    def _sleep_until(self, deadline: float) -> None:
+        # Sliced, so that a cancellation still takes effect promptly.
+        while (left := deadline - time.monotonic()) > 0:
+            if store.cancel_requested(self.state.id):
+                raise leibniz.Cancelled("cancelled while running")
+            time.sleep(min(left, _PACE_TICK))
 
 
 def _load_or_recreate(task_id: str, decimal: object) -> TaskState | None:
@@ -80,5 +119,7 @@ def _load_or_recreate(task_id: str, decimal: object) -> TaskState | None:
 
 
 def _finish(state: TaskState, status: str, **changes: object) -> None:
-    store.write(state.evolve(status=status, stoptime=utcnow(), **changes))
+    store.write(state.evolve(status=status, stoptime=utcnow(), heartbeat=None, **changes))
+    if status == REVOKED:
+        store.clear_cancel(state.id)
     log.info("task %s %s", state.id, status)

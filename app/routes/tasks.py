@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from app.deps import SettingsDep, ThriftDep
 from app.models import ErrorResponse, TaskCreated, TaskModel
-from RPC.ttypes import BadDecimal, BadTask
+from RPC.ttypes import BadDecimal, BadTask, TaskFinished
 
 router = APIRouter(tags=["tasks"])
 
@@ -51,17 +51,32 @@ async def start_calc_post(decimal: DecimalPath, thrift: ThriftDep, settings: Set
     return await _start(decimal, thrift, settings)
 
 
-@router.get("/task/{id}", response_model=TaskModel, summary="One task's state",
-            responses={404: {"model": ErrorResponse, "description": "No task with this id"},
-                       503: {"model": ErrorResponse, "description": "The compute service is unavailable"}})
-async def get_task(id: Annotated[str, Path(description="Task id (a UUID)")], thrift: ThriftDep) -> TaskModel:  # noqa: A002
+TaskId = Annotated[str, Path(description="Task id (a UUID)")]
+_TASK_RESPONSES: dict[int | str, dict] = {
+    404: {"model": ErrorResponse, "description": "No task with this id"},
+    503: {"model": ErrorResponse, "description": "The compute service is unavailable"},
+}
+
+
+@router.get("/task/{id}", response_model=TaskModel, summary="One task's state", responses=_TASK_RESPONSES)
+async def get_task(id: TaskId, thrift: ThriftDep) -> TaskModel:  # noqa: A002 - the URL's name
     """Status, progress, intermediate or final result, and the queued/started/finished times."""
-    if not _UUID.fullmatch(id):
-        raise HTTPException(404, "no task with this id: a task id is a UUID such as 123e4567-e89b-12d3-a456-426614174000")
     try:
-        return TaskModel.from_thrift(await thrift.call("getTaskStatus", id))
+        return TaskModel.from_thrift(await thrift.call("getTaskStatus", check_task_id(id)))
     except BadTask as exc:
         raise HTTPException(404, exc.message) from None
+
+
+@router.delete("/task/{id}", response_model=TaskModel, summary="Cancel a task",
+               responses={**_TASK_RESPONSES, 409: {"model": ErrorResponse, "description": "The task has already ended"}})
+async def cancel_task(id: TaskId, thrift: ThriftDep) -> TaskModel:  # noqa: A002 - the URL's name
+    """Stop a waiting or running task: it becomes REVOKED with a stop time, and its worker stops computing."""
+    try:
+        return TaskModel.from_thrift(await thrift.call("cancelTask", check_task_id(id), idempotent=False))
+    except BadTask as exc:
+        raise HTTPException(404, exc.message) from None
+    except TaskFinished as exc:
+        raise HTTPException(409, exc.message) from None
 
 
 @router.get("/alltasks", response_model=list[TaskModel], summary="List tasks, newest first",
@@ -72,13 +87,20 @@ async def list_tasks(
     response: Response,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Tasks per page")] = DEFAULT_PAGE,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1, description="Tasks to skip")] = 0,
-    status: Annotated[Literal["WAITING", "PROGRESS", "SUCCESS", "FAILURE"] | None,
+    status: Annotated[Literal["WAITING", "PROGRESS", "SUCCESS", "FAILURE", "REVOKED"] | None,
                       Query(description="Only tasks with this status")] = None,
 ) -> list[TaskModel]:
     """A page of tasks, newest `pushqtime` first; the `X-Total-Count` header counts all that match."""
     page = await thrift.call("listTaskPage", offset, limit, status or "")
     response.headers["X-Total-Count"] = str(page.total)
     return [TaskModel.from_thrift(r) for r in page.tasks]
+
+
+def check_task_id(task_id: str) -> str:
+    """The id if it is a canonical UUID; 404 without a Thrift hop otherwise."""
+    if not _UUID.fullmatch(task_id):
+        raise HTTPException(404, "no task with this id: a task id is a UUID such as 123e4567-e89b-12d3-a456-426614174000")
+    return task_id
 
 
 def decimal_message(max_decimal: int) -> str:

@@ -75,6 +75,17 @@ class Iface(object):
         """
         pass
 
+    def cancelTask(self, uuid):
+        """
+        Cancel a waiting or running task: its status becomes REVOKED with a stop time, and a worker
+        computing it stops at its next chunk (well under a second).
+
+        Parameters:
+         - uuid
+
+        """
+        pass
+
     def getHostStatus(self):
         """
         The state of the compute host.
@@ -285,6 +296,47 @@ class Client(Iface):
             raise result.un
         raise TApplicationException(TApplicationException.MISSING_RESULT, "listTaskPage failed: unknown result")
 
+    def cancelTask(self, uuid):
+        """
+        Cancel a waiting or running task: its status becomes REVOKED with a stop time, and a worker
+        computing it stops at its next chunk (well under a second).
+
+        Parameters:
+         - uuid
+
+        """
+        self.send_cancelTask(uuid)
+        return self.recv_cancelTask()
+
+    def send_cancelTask(self, uuid):
+        self._oprot.writeMessageBegin('cancelTask', TMessageType.CALL, self._seqid)
+        args = cancelTask_args()
+        args.uuid = uuid
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_cancelTask(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = cancelTask_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.bt is not None:
+            raise result.bt
+        if result.tf is not None:
+            raise result.tf
+        if result.un is not None:
+            raise result.un
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "cancelTask failed: unknown result")
+
     def getHostStatus(self):
         """
         The state of the compute host.
@@ -327,6 +379,7 @@ class Processor(Iface, TProcessor):
         self._processMap["getTaskStatus"] = Processor.process_getTaskStatus
         self._processMap["listTasks"] = Processor.process_listTasks
         self._processMap["listTaskPage"] = Processor.process_listTaskPage
+        self._processMap["cancelTask"] = Processor.process_cancelTask
         self._processMap["getHostStatus"] = Processor.process_getHostStatus
         self._on_message_begin = None
 
@@ -488,6 +541,38 @@ class Processor(Iface, TProcessor):
             msg_type = TMessageType.EXCEPTION
             result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
         oprot.writeMessageBegin("listTaskPage", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_cancelTask(self, seqid, iprot, oprot):
+        args = cancelTask_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = cancelTask_result()
+        try:
+            result.success = self._handler.cancelTask(args.uuid)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except BadTask as bt:
+            msg_type = TMessageType.REPLY
+            result.bt = bt
+        except TaskFinished as tf:
+            msg_type = TMessageType.REPLY
+            result.tf = tf
+        except Unavailable as un:
+            msg_type = TMessageType.REPLY
+            result.un = un
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("cancelTask", msg_type, seqid)
         result.write(oprot)
         oprot.writeMessageEnd()
         oprot.trans.flush()
@@ -1258,6 +1343,166 @@ listTaskPage_result.thrift_spec = (
     (0, TType.STRUCT, 'success', [TaskPage, None], None, ),  # 0
     (1, TType.STRUCT, 'ba', [BadArgument, None], None, ),  # 1
     (2, TType.STRUCT, 'un', [Unavailable, None], None, ),  # 2
+)
+
+
+class cancelTask_args(object):
+    """
+    Attributes:
+     - uuid
+
+    """
+
+
+    def __init__(self, uuid=None,):
+        self.uuid = uuid
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.uuid = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('cancelTask_args')
+        if self.uuid is not None:
+            oprot.writeFieldBegin('uuid', TType.STRING, 1)
+            oprot.writeString(self.uuid.encode('utf-8') if sys.version_info[0] == 2 else self.uuid)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(cancelTask_args)
+cancelTask_args.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'uuid', 'UTF8', None, ),  # 1
+)
+
+
+class cancelTask_result(object):
+    """
+    Attributes:
+     - success
+     - bt
+     - tf
+     - un
+
+    """
+
+
+    def __init__(self, success=None, bt=None, tf=None, un=None,):
+        self.success = success
+        self.bt = bt
+        self.tf = tf
+        self.un = un
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.STRUCT:
+                    self.success = calcResult()
+                    self.success.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.bt = BadTask.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRUCT:
+                    self.tf = TaskFinished.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRUCT:
+                    self.un = Unavailable.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('cancelTask_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.STRUCT, 0)
+            self.success.write(oprot)
+            oprot.writeFieldEnd()
+        if self.bt is not None:
+            oprot.writeFieldBegin('bt', TType.STRUCT, 1)
+            self.bt.write(oprot)
+            oprot.writeFieldEnd()
+        if self.tf is not None:
+            oprot.writeFieldBegin('tf', TType.STRUCT, 2)
+            self.tf.write(oprot)
+            oprot.writeFieldEnd()
+        if self.un is not None:
+            oprot.writeFieldBegin('un', TType.STRUCT, 3)
+            self.un.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(cancelTask_result)
+cancelTask_result.thrift_spec = (
+    (0, TType.STRUCT, 'success', [calcResult, None], None, ),  # 0
+    (1, TType.STRUCT, 'bt', [BadTask, None], None, ),  # 1
+    (2, TType.STRUCT, 'tf', [TaskFinished, None], None, ),  # 2
+    (3, TType.STRUCT, 'un', [Unavailable, None], None, ),  # 3
 )
 
 

@@ -417,12 +417,12 @@ class HostStatus(object):
 class calcResult(object):
     """
     One pi calculation. Fields 1 to 6 are the original's, unchanged; the rest were added.
-    status is one of WAITING, PROGRESS, SUCCESS, FAILURE.
+    status is one of WAITING, PROGRESS, SUCCESS, FAILURE, REVOKED (cancelled).
     Times are ISO 8601 in UTC with an offset.
 
     Attributes:
      - id: Task id, a UUID.
-     - status: WAITING, PROGRESS, SUCCESS or FAILURE.
+     - status: WAITING, PROGRESS, SUCCESS, FAILURE or REVOKED.
      - pushqtime: When the task was queued.
      - starttime: When the worker started it; absent while WAITING.
      - stoptime: When it finished; absent until SUCCESS or FAILURE.
@@ -432,11 +432,14 @@ class calcResult(object):
      - digits: At SUCCESS, pi as an exact decimal string with exactly `decimal` places.
      - error: At FAILURE, why.
      - terms: Number of series terms summed so far.
+     - heartbeat: When the worker computing it last reported (PROGRESS only).
+     - attempts: How many times a worker has started it (more than 1: it was delivered again after a worker died).
+     - stalled: PROGRESS, but no worker has reported for a while: its worker died and no live worker holds it yet.
 
     """
 
 
-    def __init__(self, id=None, status=None, pushqtime=None, starttime=None, stoptime=None, result=None, decimal=None, progress=None, digits=None, error=None, terms=None,):
+    def __init__(self, id=None, status=None, pushqtime=None, starttime=None, stoptime=None, result=None, decimal=None, progress=None, digits=None, error=None, terms=None, heartbeat=None, attempts=None, stalled=None,):
         self.id = id
         self.status = status
         self.pushqtime = pushqtime
@@ -448,6 +451,9 @@ class calcResult(object):
         self.digits = digits
         self.error = error
         self.terms = terms
+        self.heartbeat = heartbeat
+        self.attempts = attempts
+        self.stalled = stalled
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -513,6 +519,21 @@ class calcResult(object):
                     self.terms = iprot.readI64()
                 else:
                     iprot.skip(ftype)
+            elif fid == 12:
+                if ftype == TType.STRING:
+                    self.heartbeat = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 13:
+                if ftype == TType.I32:
+                    self.attempts = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 14:
+                if ftype == TType.BOOL:
+                    self.stalled = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -566,6 +587,18 @@ class calcResult(object):
         if self.terms is not None:
             oprot.writeFieldBegin('terms', TType.I64, 11)
             oprot.writeI64(self.terms)
+            oprot.writeFieldEnd()
+        if self.heartbeat is not None:
+            oprot.writeFieldBegin('heartbeat', TType.STRING, 12)
+            oprot.writeString(self.heartbeat.encode('utf-8') if sys.version_info[0] == 2 else self.heartbeat)
+            oprot.writeFieldEnd()
+        if self.attempts is not None:
+            oprot.writeFieldBegin('attempts', TType.I32, 13)
+            oprot.writeI32(self.attempts)
+            oprot.writeFieldEnd()
+        if self.stalled is not None:
+            oprot.writeFieldBegin('stalled', TType.BOOL, 14)
+            oprot.writeBool(self.stalled)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -925,6 +958,94 @@ class BadArgument(TException):
         return not (self == other)
 
 
+class TaskFinished(TException):
+    """
+    The task has already ended, so it cannot be cancelled.
+
+    Attributes:
+     - message: Human-readable reason.
+     - status: The status it ended with.
+
+    """
+
+
+    def __init__(self, message=None, status=None,):
+        super(TaskFinished, self).__setattr__('message', message)
+        super(TaskFinished, self).__setattr__('status', status)
+
+    def __setattr__(self, *args):
+        raise TypeError("can't modify immutable instance")
+
+    def __delattr__(self, *args):
+        raise TypeError("can't modify immutable instance")
+
+    def __hash__(self):
+        return hash(self.__class__) ^ hash((self.message, self.status, ))
+
+    @classmethod
+    def read(cls, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and cls.thrift_spec is not None:
+            return iprot._fast_decode(None, iprot, [cls, cls.thrift_spec])
+        iprot.readStructBegin()
+        message = None
+        status = None
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    message = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    status = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+        return cls(
+            message=message,
+            status=status,
+        )
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('TaskFinished')
+        if self.message is not None:
+            oprot.writeFieldBegin('message', TType.STRING, 1)
+            oprot.writeString(self.message.encode('utf-8') if sys.version_info[0] == 2 else self.message)
+            oprot.writeFieldEnd()
+        if self.status is not None:
+            oprot.writeFieldBegin('status', TType.STRING, 2)
+            oprot.writeString(self.status.encode('utf-8') if sys.version_info[0] == 2 else self.status)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __str__(self):
+        return repr(self)
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
 class Unavailable(TException):
     """
     A dependency of the compute side (the broker, the state folder) cannot be used right now.
@@ -1043,6 +1164,9 @@ calcResult.thrift_spec = (
     (9, TType.STRING, 'digits', 'UTF8', None, ),  # 9
     (10, TType.STRING, 'error', 'UTF8', None, ),  # 10
     (11, TType.I64, 'terms', None, None, ),  # 11
+    (12, TType.STRING, 'heartbeat', 'UTF8', None, ),  # 12
+    (13, TType.I32, 'attempts', None, None, ),  # 13
+    (14, TType.BOOL, 'stalled', None, None, ),  # 14
 )
 all_structs.append(TaskPage)
 TaskPage.thrift_spec = (
@@ -1066,6 +1190,12 @@ all_structs.append(BadArgument)
 BadArgument.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'message', 'UTF8', None, ),  # 1
+)
+all_structs.append(TaskFinished)
+TaskFinished.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'message', 'UTF8', None, ),  # 1
+    (2, TType.STRING, 'status', 'UTF8', None, ),  # 2
 )
 all_structs.append(Unavailable)
 Unavailable.thrift_spec = (

@@ -105,7 +105,7 @@ def test_waiting_task_shows_nulls_until_it_runs(stack: Stack) -> None:
     created = httpx.post(f"{stack.api}/calcpi/2", timeout=10).json()
     body = httpx.get(f"{stack.api}/task/{created['id']}", timeout=5).json()
     assert set(body) == {"id", "status", "decimal", "progress", "result", "digits", "terms", "error",
-                         "pushqtime", "starttime", "stoptime"}
+                         "attempts", "stalled", "heartbeat", "pushqtime", "starttime", "stoptime"}
     if body["status"] == "WAITING":
         assert body["starttime"] is None and body["stoptime"] is None and body["digits"] is None
     assert wait_done(stack, created["id"])["digits"] == "3.14"
@@ -165,7 +165,7 @@ def test_state_files_are_valid_json_and_atomic(stack: Stack) -> None:
     assert not [n for n in names if n.startswith(".")], "a temporary file was left behind"
     for path in stack.state_dir.glob("*.json"):
         data = json.loads(path.read_text())
-        assert data["id"] == path.stem and data["status"] in ("WAITING", "PROGRESS", "SUCCESS", "FAILURE")
+        assert data["id"] == path.stem and data["status"] in ("WAITING", "PROGRESS", "SUCCESS", "FAILURE", "REVOKED")
 
 
 def test_docs_and_openapi_describe_every_route(stack: Stack) -> None:

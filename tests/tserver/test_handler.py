@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from RPC.ttypes import BadArgument, BadDecimal, BadTask, Unavailable
+from RPC.ttypes import BadArgument, BadDecimal, BadTask, TaskFinished, Unavailable
 from tserver.handler import RPCceleryHandler
 from worker.errors import QueueUnavailable
 from worker.state import WAITING, StateStore
@@ -87,3 +87,48 @@ def test_paging_and_filter(store: StateStore) -> None:
 def test_host_status_names_the_state_folder(store: StateStore) -> None:
     status = RPCceleryHandler(store, RecordingQueue(store), max_decimal=10).getHostStatus()
     assert status.disk.path == str(store.folder) and status.cpu.count >= 1 and len(status.cpu.load_average) == 3
+
+
+def test_cancel_a_waiting_task(store: StateStore) -> None:
+    handler = RPCceleryHandler(store, RecordingQueue(store), max_decimal=10)
+    task_id = handler.startCalcPi(5)
+    record = handler.cancelTask(task_id)
+    assert record.status == "REVOKED" and record.stoptime is not None
+    assert store.read(task_id).status == "REVOKED"
+    # The request stays for the worker: when the message arrives it must not run the task.
+    assert store.cancel_requested(task_id)
+    assert handler.listTaskPage(0, 10, "REVOKED").total == 1
+
+
+def test_cancel_an_ended_or_unknown_task(store: StateStore) -> None:
+    handler = RPCceleryHandler(store, RecordingQueue(store), max_decimal=10)
+    task_id = handler.startCalcPi(5)
+    store.write(store.read(task_id).evolve(status="SUCCESS", stoptime="2026-11-28T03:00:00+00:00", digits="3.14159"))
+    with pytest.raises(TaskFinished) as caught:
+        handler.cancelTask(task_id)
+    assert caught.value.status == "SUCCESS"
+    assert not store.cancel_requested(task_id)
+    for bad in ("00000000-0000-4000-8000-000000000000", "../x", ""):
+        with pytest.raises(BadTask):
+            handler.cancelTask(bad)
+
+
+def test_cancel_a_task_whose_worker_died(store: StateStore) -> None:
+    handler = RPCceleryHandler(store, RecordingQueue(store), max_decimal=10, stalled_after=1.0)
+    task_id = handler.startCalcPi(5)
+    store.write(store.read(task_id).evolve(status="PROGRESS", heartbeat="2026-01-01T00:00:00+00:00"))
+    assert handler.getTaskStatus(task_id).stalled is True
+    record = handler.cancelTask(task_id)
+    assert record.status == "REVOKED" and "no worker" in record.error
+
+
+def test_stalled_only_when_the_heartbeat_is_old(store: StateStore) -> None:
+    from worker.state import utcnow
+
+    handler = RPCceleryHandler(store, RecordingQueue(store), max_decimal=10, stalled_after=30.0)
+    task_id = handler.startCalcPi(5)
+    assert handler.getTaskStatus(task_id).stalled is False
+    store.write(store.read(task_id).evolve(status="PROGRESS", heartbeat=utcnow()))
+    assert handler.getTaskStatus(task_id).stalled is False
+    store.write(store.read(task_id).evolve(heartbeat="2026-01-01T00:00:00+00:00"))
+    assert handler.getTaskStatus(task_id).stalled is True

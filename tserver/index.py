@@ -1,0 +1,146 @@
+"""TaskIndex: what the Thrift server knows of the state folder, so a page of the task list costs the
+same at 100,000 tasks as at 1,000.
+
+Reading every state file per listing costs ~44 us a file (440 ms at 10,000 tasks, FIELD-NOTES).
+The index keeps, per task, only its queue time, its status and (once ended) its stop time: the
+files stay the one source of truth. A task that has ended never changes again, so only the few
+waiting or running tasks are re-read, and only when a listing needs their status. A page's
+records are always read fresh from their files.
+
+Tasks created by this server are added as they are created; a periodic rescan (see
+`TaskIndex.rescan`) picks up files that others added or removed, and drops expired results.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from worker.errors import UnknownTask
+from worker.state import FINAL_STATUSES, StateStore, TaskState
+
+log = logging.getLogger(__name__)
+
+# A running task's status, as the index remembers it, is refreshed at most this often.
+_LIVE_REFRESH = 0.2
+
+
+@dataclass(slots=True)
+class _Entry:
+    queued: float  # pushqtime as a POSIX timestamp
+    status: str
+    stopped: float | None  # stoptime as a POSIX timestamp, once final
+    checked: float  # time.monotonic() of the last read
+
+
+class TaskIndex:
+    """Newest-first paging over the tasks of one state folder."""
+
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._entries: dict[str, _Entry] = {}
+        self._order: list[tuple[float, str]] = []  # ascending (queued, id)
+        self._live: set[str] = set()  # ids not yet final
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def add(self, state: TaskState) -> None:
+        """Record a task (new or changed)."""
+        entry = _Entry(_timestamp(state.pushqtime), state.status, _stop_timestamp(state), time.monotonic())
+        with self._lock:
+            old = self._entries.get(state.id)
+            if old is not None and old.queued != entry.queued:
+                self._remove_locked(state.id)
+                old = None
+            self._entries[state.id] = entry
+            if old is None:
+                key = (entry.queued, state.id)
+                if not self._order or key > self._order[-1]:
+                    self._order.append(key)  # the common case: the newest task
+                else:
+                    bisect.insort(self._order, key)
+            if state.is_final:
+                self._live.discard(state.id)
+            else:
+                self._live.add(state.id)
+
+    def discard(self, task_id: str) -> None:
+        """Forget a task (its file was removed)."""
+        with self._lock:
+            self._remove_locked(task_id)
+
+    def page(self, offset: int, limit: int, status: str = "") -> tuple[list[TaskState], int]:
+        """Tasks [offset, offset+limit) newest first, optionally only one status; and how many match."""
+        if status:
+            self._refresh_live()
+            with self._lock:
+                matching = [tid for _, tid in reversed(self._order) if self._entries[tid].status == status]
+            total, ids = len(matching), matching[offset: offset + limit]
+        else:
+            with self._lock:
+                total = len(self._order)
+                end = total - offset
+                ids = [tid for _, tid in reversed(self._order[max(0, end - limit): max(0, end)])]
+        states = []
+        for task_id in ids:
+            try:
+                state = self.store.read(task_id)
+            except UnknownTask:  # removed since: the page is one short rather than wrong
+                self.discard(task_id)
+                continue
+            self.add(state)
+            states.append(state)
+        return states, total
+
+    def rescan(self) -> None:
+        """Bring the index in line with the folder: add new files, drop removed ones."""
+        on_disk = set(self.store.task_ids())
+        with self._lock:
+            known = set(self._entries)
+        for task_id in known - on_disk:
+            self.discard(task_id)
+        for task_id in on_disk - known:
+            try:
+                self.add(self.store.read(task_id))
+            except UnknownTask:
+                continue
+
+    def expired(self, cutoff: float) -> list[str]:
+        """Ids of ended tasks that stopped before `cutoff` (a POSIX timestamp)."""
+        with self._lock:
+            return [tid for tid, e in self._entries.items() if e.stopped is not None and e.stopped < cutoff]
+
+    def _refresh_live(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = [tid for tid in self._live if now - self._entries[tid].checked > _LIVE_REFRESH]
+        for task_id in due:
+            try:
+                self.add(self.store.read(task_id))
+            except UnknownTask:
+                self.discard(task_id)
+
+    def _remove_locked(self, task_id: str) -> None:
+        entry = self._entries.pop(task_id, None)
+        if entry is None:
+            return
+        self._live.discard(task_id)
+        i = bisect.bisect_left(self._order, (entry.queued, task_id))
+        if i < len(self._order) and self._order[i] == (entry.queued, task_id):
+            del self._order[i]
+
+
+def _timestamp(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def _stop_timestamp(state: TaskState) -> float | None:
+    if state.status not in FINAL_STATUSES:
+        return None
+    return _timestamp(state.stoptime) if state.stoptime else time.time()

@@ -1,0 +1,47 @@
+"""The Thrift server's housekeeping thread: keeps the task index in line with the state folder and
+removes results older than RESULT_TTL, so the disk does not fill with state files forever."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from tserver.index import TaskIndex
+
+log = logging.getLogger(__name__)
+
+
+class Housekeeper(threading.Thread):
+    """Every `interval` seconds: rescan the folder, then delete ended tasks older than `ttl` (0: keep)."""
+
+    def __init__(self, index: TaskIndex, interval: float, ttl: float) -> None:
+        super().__init__(name="housekeeper", daemon=True)
+        self.index = index
+        self.interval = interval
+        self.ttl = ttl
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self.interval):
+            try:
+                self.sweep()
+            except OSError as exc:  # a passing disk problem must not end housekeeping
+                log.warning("housekeeping failed: %s", exc)
+
+    def sweep(self) -> int:
+        """One round; returns how many expired tasks were removed."""
+        self.index.rescan()
+        if not self.ttl:
+            return 0
+        expired = self.index.expired(time.time() - self.ttl)
+        for task_id in expired:
+            self.index.store.delete(task_id)
+            self.index.discard(task_id)
+        if expired:
+            log.info("removed %d results older than RESULT_TTL=%gs", len(expired), self.ttl)
+        return len(expired)
+
+    def stop(self) -> None:
+        """Ask the thread to end after its current round."""
+        self._stop_event.set()
