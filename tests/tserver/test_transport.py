@@ -31,7 +31,8 @@ from thrift.transport import TSocket, TTransport
 
 from RPC import RPCcelery
 from RPC.ttypes import BadDecimal, BadTask, CpuStatus, DiskStatus, HostStatus, MemoryStatus, TaskPage, calcResult
-from tserver.transport import MessageScanner, ScanError, ServerLimits, ThriftServer
+from tserver.scanner import MessageScanner, ScanError
+from tserver.transport import ServerLimits, ThriftServer
 
 ROOT = Path(__file__).resolve().parents[2]
 KNOWN = "0b7f3c1e-5d2a-4c8e-9f10-1234567890ab"
