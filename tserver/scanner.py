@@ -35,7 +35,6 @@ _K_STRUCT, _K_LIST, _K_MAP = 0, 1, 2
 
 _unpack_i32 = struct.Struct("!i").unpack_from
 _unpack_u32 = struct.Struct("!I").unpack_from
-_pack_i32 = struct.Struct("!i").pack
 
 
 class MessageScanner:
