@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
+from celery import Task
+
 from worker import leibniz
 from worker.app import app, settings
 from worker.errors import StorageError, UnknownTask
@@ -21,9 +23,22 @@ _RUNNING_CEILING = 99.9
 _PACE_TICK = 0.1
 
 
-@app.task(name="worker.calc_pi")
-def calc_pi(task_id: str, decimal: int) -> None:
+# A state folder that cannot be written (full, read-only) is retried with a growing delay rather
+# than failing at once: the task cannot even record a FAILURE there, and the trouble often passes.
+_STORAGE_RETRIES = 6
+
+
+@app.task(name="worker.calc_pi", bind=True)
+def calc_pi(self: Task, task_id: str, decimal: int) -> None:
     """Compute pi to `decimal` places, writing progress to the state file as it goes."""
+    try:
+        _run(task_id, decimal)
+    except StorageError as exc:
+        log.error("%s; retrying in %d s", exc, 2 ** self.request.retries)
+        raise self.retry(exc=exc, countdown=2 ** self.request.retries, max_retries=_STORAGE_RETRIES) from None
+
+
+def _run(task_id: str, decimal: int) -> None:
     try:
         check_task_id(task_id)
     except UnknownTask:
