@@ -10,11 +10,13 @@ from app.config import GatewaySettings
 from app.thrift_client import ThriftPool
 
 
-def get_thrift(request: Request) -> ThriftPool:
+# `async def`, not `def`: FastAPI runs a plain `def` dependency in a worker thread, a thread hop
+# per request for a mere attribute lookup.
+async def get_thrift(request: Request) -> ThriftPool:
     return request.app.state.thrift
 
 
-def get_settings(request: Request) -> GatewaySettings:
+async def get_settings(request: Request) -> GatewaySettings:
     return request.app.state.settings
 
 

@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> None:
         workers=settings.TSERVER_WORKERS,
         idle_timeout=settings.TSERVER_IDLE_TIMEOUT,
         max_connections=settings.TSERVER_MAX_CONNECTIONS,
+        # One small state-file read each: cheaper on the loop than a hop to a pool thread. Calls
+        # that can wait on the broker, or read many files, stay in the pool.
+        inline_methods=frozenset({"getTaskStatus", "getHostStatus"}),
     )
     log.info("serving RPCcelery on %s:%s (state in %s, queue %s)", settings.TSERVER_HOST,
              settings.TSERVER_PORT, worker_settings.STATE_DIR, worker_settings.CELERY_QUEUE)

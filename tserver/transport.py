@@ -67,6 +67,9 @@ class ServerLimits:
     string_length_limit: int = 1 << 20
     container_length_limit: int = 100_000
     max_connections: int = 2_000  # beyond: accept and close at once
+    # Methods cheap and non-blocking enough to run on the event loop itself (e.g. one small file
+    # read); everything else goes to the pool.
+    inline_methods: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -253,6 +256,15 @@ class _Connection(asyncio.Protocol):
     def _dispatch(self, message: bytes) -> None:
         self._busy = True
         server = self._server
+        if _method_name(message) in self._limits.inline_methods:
+            # Quick calls run on the loop: a hop to a pool thread and back costs more than they do.
+            fut: asyncio.Future[bytes] = self._loop.create_future()
+            try:
+                fut.set_result(server._process(message))
+            except Exception as exc:  # noqa: BLE001 - reported by _call_done like a pool failure
+                fut.set_exception(exc)
+            self._loop.call_soon(self._call_done, fut)  # not a direct call: no recursion per message
+            return
         fut = self._loop.run_in_executor(server._pool, server._process, message)
         server._inflight.add(fut)
         fut.add_done_callback(self._call_done)
@@ -468,6 +480,16 @@ class ThriftServer:
         otrans = TMemoryBuffer()
         self.processor.process(iprot, _PROTOCOL(otrans))
         return otrans.getvalue()
+
+
+def _method_name(message: bytes) -> str:
+    """The method name of a strict binary message (version word, name length, name), or ''."""
+    if len(message) < 8:
+        return ""
+    length = _unpack_i32(message, 4)[0]
+    if not 0 < length <= 64 or len(message) < 8 + length:
+        return ""
+    return message[8: 8 + length].decode("ascii", "replace")
 
 
 def _bind_numeric(host: str, port: int) -> socket.socket | None:
