@@ -430,6 +430,36 @@ def test_stock_client_calls_and_typed_exceptions(make_server, framed, loop):
 
 
 @pytest.mark.timeout(20)
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("framed", [False, True], ids=["unframed", "framed"])
+def test_inline_methods_run_on_the_loop_and_others_in_the_pool(make_server, framed, loop):
+    srv = make_server(delay=0.0, loop=loop, inline_methods=frozenset({"getTaskStatus"}))
+    threads: dict[str, str] = {}
+    original_status, original_host = srv.handler.getTaskStatus, srv.handler.getHostStatus
+
+    def status(uuid):
+        threads["getTaskStatus"] = threading.current_thread().name
+        return original_status(uuid)
+
+    def host():
+        threads["getHostStatus"] = threading.current_thread().name
+        return original_host()
+
+    srv.handler.getTaskStatus, srv.handler.getHostStatus = status, host
+    with stock_client(srv.port, framed=framed) as client:
+        assert client.getTaskStatus(KNOWN).id == KNOWN
+        with pytest.raises(BadTask):  # IDL exceptions from an inline call arrive typed as well
+            client.getTaskStatus("nope")
+        with pytest.raises(TApplicationException):
+            client.listTasks()
+        client.getHostStatus()
+        for i in range(50):  # many inline calls in a row on one connection: answered in order
+            assert client.getTaskStatus(f"echo-{i}").id == f"echo-{i}"
+    assert threads["getTaskStatus"] == "test-tserver-loop"
+    assert threads["getHostStatus"] != "test-tserver-loop"
+
+
+@pytest.mark.timeout(20)
 @pytest.mark.parametrize("framed", [False, True], ids=["unframed", "framed"])
 def test_many_sequential_calls_on_one_connection(make_server, framed):
     srv = make_server(delay=0.0)
