@@ -16,6 +16,7 @@ from pathlib import Path
 from RPC.ttypes import BadArgument, BadDecimal, BadTask, HostStatus, TaskFinished, TaskPage, Unavailable, calcResult
 from tserver.hostinfo import host_status
 from tserver.index import TaskIndex
+from tserver.publish_guard import PublishGuard, PublishOverdue
 from worker.errors import QueueUnavailable, StorageError, UnknownTask
 from worker.state import PROGRESS, REVOKED, STATUSES, WAITING, StateStore, TaskState, utcnow
 
@@ -33,12 +34,13 @@ class RPCceleryHandler:
     """Implements RPCcelery.Iface on top of the state store, its index and the task queue."""
 
     def __init__(self, store: StateStore, enqueue: Enqueue, max_decimal: int, *, stalled_after: float = 30.0,
-                 index: TaskIndex | None = None) -> None:
+                 index: TaskIndex | None = None, guard: PublishGuard | None = None) -> None:
         self.store = store
         self.enqueue = enqueue
         self.max_decimal = max_decimal
         self.stalled_after = stalled_after
         self.index = index if index is not None else TaskIndex(store)
+        self.guard = guard if guard is not None else PublishGuard(deadline=3.5)
 
     def startCalcPi(self, decimal: int) -> str:
         """Queue a calculation; the new task's id."""
@@ -54,10 +56,20 @@ class RPCceleryHandler:
         except StorageError as exc:
             raise Unavailable(message=str(exc)) from exc
         try:
-            self.enqueue(state.id, decimal)
+            with self.guard.publishing():
+                self.enqueue(state.id, decimal)
+        except PublishOverdue as exc:
+            # The message is in the queue, but the caller has been told it failed: the request
+            # makes the worker drop (or promptly stop) it, and the record says why.
+            self.store.request_cancel(state.id)
+            self.store.write(state.evolve(status=REVOKED, stoptime=utcnow(), error=f"not accepted: {exc}"))
+            raise Unavailable(message="the task queue (RabbitMQ) is unavailable; try again shortly") from exc
         except QueueUnavailable as exc:
-            # Never published: leave no WAITING file behind that nothing would ever pick up.
-            self.store.delete(state.id)
+            # Not accepted, and most likely never published: no WAITING file is left that nothing
+            # would ever pick up. Should the message reach the queue after all, the request tells
+            # the worker to drop it.
+            self.store.request_cancel(state.id)
+            self.store.delete_state(state.id)
             raise Unavailable(message="the task queue (RabbitMQ) is unavailable; try again shortly") from exc
         self.index.add(state)
         return self.to_calc_result(state)

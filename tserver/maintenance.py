@@ -11,6 +11,9 @@ from tserver.index import TaskIndex
 
 log = logging.getLogger(__name__)
 
+# A cancellation request whose task file is gone is kept this long for a late message, then removed.
+_ORPHAN_CANCEL_AGE = 24 * 3600
+
 
 class Housekeeper(threading.Thread):
     """Every `interval` seconds: rescan the folder, then delete ended tasks older than `ttl` (0: keep)."""
@@ -32,6 +35,9 @@ class Housekeeper(threading.Thread):
     def sweep(self) -> int:
         """One round; returns how many expired tasks were removed."""
         self.index.rescan()
+        # Requests left for messages that never arrived (a publish that was not confirmed).
+        for task_id in self.index.store.orphan_cancels(time.time() - _ORPHAN_CANCEL_AGE):
+            self.index.store.clear_cancel(task_id)
         if not self.ttl:
             return 0
         expired = self.index.expired(time.time() - self.ttl)

@@ -11,6 +11,7 @@ from tserver.handler import RPCceleryHandler
 from tserver.hostinfo import prime_cpu_percent
 from tserver.index import TaskIndex
 from tserver.maintenance import Housekeeper
+from tserver.publish_guard import PublishGuard
 from tserver.transport import ServerLimits, run
 from worker.state import StateStore
 
@@ -35,8 +36,11 @@ def main(argv: list[str] | None = None) -> None:
     housekeeper = Housekeeper(index, settings.HOUSEKEEPING_INTERVAL, settings.RESULT_TTL)
     housekeeper.sweep()
     housekeeper.start()
+    # Under the gateway's THRIFT_TIMEOUT (4.5 s), so the server knows it failed before the user does.
+    publish_deadline = worker_settings.PUBLISH_TIMEOUT * (1 + worker_settings.PUBLISH_RETRIES) + 0.5
     handler = RPCceleryHandler(store, enqueue_calc_pi, worker_settings.MAX_DECIMAL,
-                               stalled_after=settings.STALLED_AFTER, index=index)
+                               stalled_after=settings.STALLED_AFTER, index=index,
+                               guard=PublishGuard(deadline=publish_deadline))
     prime_cpu_percent()
     limits = ServerLimits(
         workers=settings.TSERVER_WORKERS,
@@ -45,6 +49,9 @@ def main(argv: list[str] | None = None) -> None:
         # One small state-file read each: cheaper on the loop than a hop to a pool thread. Calls
         # that can wait on the broker, or read many files, stay in the pool.
         inline_methods=frozenset({"getTaskStatus", "getHostStatus"}),
+        # Calls that wait on the broker (or on a worker) get threads of their own, so that reads
+        # never queue behind them when the broker hangs.
+        slow_methods=frozenset({"startCalcPi", "queueCalcPi", "cancelTask"}),
     )
     log.info("serving RPCcelery on %s:%s (state in %s, queue %s)", settings.TSERVER_HOST,
              settings.TSERVER_PORT, worker_settings.STATE_DIR, worker_settings.CELERY_QUEUE)

@@ -70,10 +70,14 @@ class ServerLimits:
     # Methods cheap and non-blocking enough to run on the event loop itself (e.g. one small file
     # read); everything else goes to the pool.
     inline_methods: frozenset[str] = frozenset()
+    # Methods that may wait long on something outside (the broker): they run in a pool of their
+    # own (slow_workers threads), so that the other calls never queue behind them.
+    slow_methods: frozenset[str] = frozenset()
+    slow_workers: int = 8
 
     def __post_init__(self) -> None:
-        if self.workers < 1:
-            raise ValueError("workers must be >= 1")
+        if self.workers < 1 or self.slow_workers < 1:
+            raise ValueError("workers and slow_workers must be >= 1")
         if self.idle_timeout <= 0 or self.message_timeout <= 0:
             raise ValueError("timeouts must be > 0")
         if self.max_message_bytes < 16:
@@ -256,7 +260,8 @@ class _Connection(asyncio.Protocol):
     def _dispatch(self, message: bytes) -> None:
         self._busy = True
         server = self._server
-        if _method_name(message) in self._limits.inline_methods:
+        method = _method_name(message)
+        if method in self._limits.inline_methods:
             # Quick calls run on the loop: a hop to a pool thread and back costs more than they do.
             fut: asyncio.Future[bytes] = self._loop.create_future()
             try:
@@ -265,7 +270,8 @@ class _Connection(asyncio.Protocol):
                 fut.set_exception(exc)
             self._loop.call_soon(self._call_done, fut)  # not a direct call: no recursion per message
             return
-        fut = self._loop.run_in_executor(server._pool, server._process, message)
+        pool = server._slow_pool if method in self._limits.slow_methods else server._pool
+        fut = self._loop.run_in_executor(pool, server._process, message)
         server._inflight.add(fut)
         fut.add_done_callback(self._call_done)
 
@@ -380,6 +386,7 @@ class ThriftServer:
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]  # set by start()
         self._server: asyncio.base_events.Server | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._slow_pool: ThreadPoolExecutor | None = None
         self._conns: set[_Connection] = set()
         self._inflight: set[asyncio.Future[bytes]] = set()
         self._closing = False
@@ -402,6 +409,7 @@ class ThriftServer:
         self._no_conns = asyncio.Event()
         self._no_conns.set()
         self._pool = ThreadPoolExecutor(max_workers=self.limits.workers, thread_name_prefix="tserver-call")
+        self._slow_pool = ThreadPoolExecutor(max_workers=self.limits.slow_workers, thread_name_prefix="tserver-slow")
         backlog = min(self.limits.max_connections, 4096)
         sock = _bind_numeric(self.host, self.port)
         try:
@@ -414,6 +422,7 @@ class ThriftServer:
             if sock is not None:
                 sock.close()
             self._pool.shutdown(wait=False)
+            self._slow_pool.shutdown(wait=False)
             raise
         self.port = self._server.sockets[0].getsockname()[1]
         logger.info("Thrift server listening on %s:%d (%d workers)", self.host, self.port, self.limits.workers)
@@ -448,6 +457,8 @@ class ThriftServer:
             await asyncio.sleep(0)
         await self._server.wait_closed()
         self._pool.shutdown(wait=True)  # every call has finished: the threads only need to exit
+        assert self._slow_pool is not None
+        self._slow_pool.shutdown(wait=True)
         logger.info("Thrift server on port %d closed", self.port)
         self._closed.set()
 

@@ -159,9 +159,27 @@ class StateStore:
         return self._decode(str(task_id), raw)
 
     def delete(self, task_id: object) -> None:
-        """Remove the task's file (and any cancellation request) if it exists."""
-        _unlink_quietly(self.path_for(task_id))
+        """Remove the task's file and any cancellation request."""
+        self.delete_state(task_id)
         self.clear_cancel(task_id)
+
+    def delete_state(self, task_id: object) -> None:
+        """Remove the task's file only (a cancellation request stays, for a message still in flight)."""
+        _unlink_quietly(self.path_for(task_id))
+
+    def orphan_cancels(self, older_than: float) -> list[str]:
+        """Ids of cancellation requests older than `older_than` (a POSIX time) whose task file is gone."""
+        ids = []
+        try:
+            with os.scandir(self.folder) as entries:
+                for entry in entries:
+                    task_id = entry.name[len(_CANCEL_PREFIX):]
+                    if (entry.name.startswith(_CANCEL_PREFIX) and _TASK_ID.fullmatch(task_id)
+                            and entry.stat().st_mtime < older_than and not self.path_for(task_id).exists()):
+                        ids.append(task_id)
+        except FileNotFoundError:
+            pass
+        return ids
 
     def request_cancel(self, task_id: object) -> None:
         """Leave a cancellation request that the worker computing the task polls between chunks."""

@@ -124,6 +124,11 @@ def _load_or_recreate(task_id: str, decimal: object) -> TaskState | None:
     try:
         return store.read(task_id)
     except UnknownTask:
+        if store.cancel_requested(task_id):
+            # The Thrift server gave up on this publish and told its client so: never run it.
+            log.info("dropping task %s: it was not accepted (its publish was not confirmed in time)", task_id)
+            store.clear_cancel(task_id)
+            return None
         if type(decimal) is not int or not 1 <= decimal <= settings.MAX_DECIMAL:
             log.error("dropping task %s: no state file and an invalid decimal %.20r", task_id, decimal)
             return None

@@ -21,6 +21,7 @@ _START_RESPONSES: dict[int | str, dict] = {
     422: {"model": ErrorResponse, "description": "decimal is not an integer in the allowed range"},
     503: {"model": ErrorResponse, "description": "The compute service or the task queue is unavailable"},
 }
+# The upper bound is a setting: app/main.py writes MAX_DECIMAL into the OpenAPI schema.
 DecimalPath = Annotated[
     int, Path(description="Number of decimals of pi, from 1 to MAX_DECIMAL (10 by default)", examples=[6])
 ]
@@ -54,6 +55,7 @@ async def start_calc_post(decimal: DecimalPath, thrift: ThriftDep, settings: Set
 TaskId = Annotated[str, Path(description="Task id (a UUID)")]
 _TASK_RESPONSES: dict[int | str, dict] = {
     404: {"model": ErrorResponse, "description": "No task with this id"},
+    422: {"model": ErrorResponse, "description": "The request is malformed"},
     503: {"model": ErrorResponse, "description": "The compute service is unavailable"},
 }
 
@@ -80,7 +82,8 @@ async def cancel_task(id: TaskId, thrift: ThriftDep) -> TaskModel:  # noqa: A002
 
 
 @router.get("/alltasks", response_model=list[TaskModel], summary="List tasks, newest first",
-            responses={503: {"model": ErrorResponse, "description": "The compute service is unavailable"}})
+            responses={422: {"model": ErrorResponse, "description": "limit, offset or status out of range"},
+                       503: {"model": ErrorResponse, "description": "The compute service is unavailable"}})
 @router.get("/alltasks/", response_model=list[TaskModel], include_in_schema=False)
 async def list_tasks(
     thrift: ThriftDep,

@@ -55,7 +55,7 @@ def test_property_based_run_over_the_openapi_schema(stack: FaultStack) -> None:
     print(f"schemathesis: {calls} calls in {took:.1f} s, {len(failures)} distinct failures"
           + (f" (not called: the event streams {sorted(streams)})" if streams else ""))
     assert took < 90
-    assert calls > 200
+    assert calls > 100  # it really ran: a broken schema or loader would make few or no calls
     assert not failures, "schemathesis found:\n" + "\n".join(f"{k}\n    {v}" for k, v in failures.items())
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from RPC.ttypes import BadArgument, BadDecimal, BadTask, TaskFinished, Unavailable
 from tserver.handler import RPCceleryHandler
+from tserver.publish_guard import PublishGuard
 from worker.errors import QueueUnavailable
 from worker.state import WAITING, StateStore
 
@@ -53,7 +57,57 @@ def test_broker_down_leaves_no_waiting_file(store: StateStore) -> None:
     handler = RPCceleryHandler(store, RecordingQueue(store, fail=True), max_decimal=10)
     with pytest.raises(Unavailable, match="RabbitMQ"):
         handler.startCalcPi(3)
-    assert list(store.folder.iterdir()) == []
+    assert store.task_ids() == []
+    # What is left is the request that makes a worker drop the message, should it still arrive.
+    [leftover] = list(store.folder.iterdir())
+    assert store.cancel_requested(leftover.name.removeprefix(".cancel-"))
+
+
+def test_a_publish_confirmed_too_late_is_refused_and_tombstoned(store: StateStore) -> None:
+    def slow_enqueue(task_id: str, decimal: int) -> None:
+        time.sleep(0.3)
+
+    guard = PublishGuard(deadline=0.1, cooldown=0.5)
+    handler = RPCceleryHandler(store, slow_enqueue, max_decimal=10, guard=guard)
+    with pytest.raises(Unavailable):
+        handler.startCalcPi(3)
+    # The message did reach the queue: its record says it was not accepted, and the worker drops it.
+    [task_id] = store.task_ids()
+    record = store.read(task_id)
+    assert record.status == "REVOKED" and record.error.startswith("not accepted: the broker confirmed after")
+    assert store.cancel_requested(task_id)
+    # During the cool-down, starts fail at once without touching the broker.
+    calls = []
+    handler.enqueue = lambda task_id, decimal: calls.append(task_id)
+    with pytest.raises(Unavailable):
+        handler.startCalcPi(3)
+    assert calls == []
+    time.sleep(0.6)
+    assert handler.startCalcPi(3) and len(calls) == 1
+
+
+def test_guard_refuses_while_a_publish_is_overdue() -> None:
+    guard = PublishGuard(deadline=0.1)
+    entered = threading.Event()
+    release = threading.Event()
+
+    def stuck() -> None:
+        with contextlib.suppress(QueueUnavailable), guard.publishing():
+            entered.set()
+            release.wait(5)
+
+    thread = threading.Thread(target=stuck)
+    thread.start()
+    try:
+        entered.wait(5)
+        with guard.publishing():  # not overdue yet: allowed
+            pass
+        time.sleep(0.15)
+        with pytest.raises(QueueUnavailable, match="not answering"), guard.publishing():
+            pass
+    finally:
+        release.set()
+        thread.join()
 
 
 def test_unwritable_state_folder_is_unavailable(tmp_path: Path) -> None:
