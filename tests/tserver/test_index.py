@@ -100,3 +100,18 @@ def test_housekeeper_thread_runs_and_stops(store: StateStore) -> None:
         keeper.stop()
         keeper.join(2)
     assert store.task_ids() == [] and not keeper.is_alive()
+
+
+def test_housekeeper_removes_old_orphan_cancellation_requests(store: StateStore) -> None:
+    import os
+
+    store.request_cancel(task(1).id)  # its task file is gone: a message that never arrived
+    store.request_cancel(task(2).id)  # recent: kept for a late message
+    store.write(task(3))
+    store.request_cancel(task(3).id)  # its task still exists: kept
+    day_ago = time.time() - 2 * 24 * 3600
+    for i in (1, 3):
+        os.utime(store.folder / f".cancel-{task(i).id}", (day_ago, day_ago))
+    Housekeeper(TaskIndex(store), interval=60, ttl=0).sweep()
+    assert not store.cancel_requested(task(1).id)
+    assert store.cancel_requested(task(2).id) and store.cancel_requested(task(3).id)
