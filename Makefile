@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test gen install bench clean
+.PHONY: run test gen install bench soak clean docs
 
 $(STAMP): pyproject.toml setup.py worker/_leibniz.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,5 +30,23 @@ gen:
 	thrift --gen py -out gen-py rpcinterface.thrift
 	rm -f gen-py/RPC/RPCcelery-remote
 
+## Regenerate app/static/idl/ (the IDL as HTML, served at /idl) and docs/flow.svg (Debian: thrift-compiler, graphviz).
+docs:
+	rm -rf app/static/idl && mkdir -p app/static/idl
+	thrift --gen html -out app/static/idl rpcinterface.thrift
+	dot -Tsvg -o docs/flow.svg docs/flow.dot
+
 clean:
 	rm -rf build *.egg-info worker/*.so .pytest_cache
+
+## Benchmark every layer side by side into BENCHMARKS.md (about 5 min on 2 cores); the soak is its own
+## target (SOAK_SECONDS, default 300) and adds its section to the same file. BENCH_QUICK=1: smoke sizes,
+## report in run/. wrk drives the HTTP load: installed with apt-get if missing and possible, else the
+## bench's own asyncio client does.
+bench soak: $(STAMP)
+	bash scripts/ensure-rabbitmq.sh
+	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 || \
+	    { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1; }; }; } || \
+	  echo "$@: wrk is not available; the bench's asyncio client drives the load" >&2
+	BENCH_INVOCATION="make $@" $(PY) -m bench $(if $(filter soak,$@),--only soak,--skip soak) $(BENCH_ARGS)

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from app.config import GatewaySettings
 from app.errors import ComputeFailed, ComputeUnavailable
-from app.routes import host, tasks
+from app.routes import events, host, tasks, ui
 from app.thrift_client import ThriftPool
 from RPC.ttypes import BadArgument, Unavailable
 
@@ -22,6 +22,9 @@ Computes pi by the Leibniz series on a Celery worker, behind a Thrift RPC server
 * `GET /task/{id}` shows its state, progress and intermediate result while it runs.
 * `GET /alltasks` lists tasks, newest first, in pages.
 * `GET /` shows the compute host's CPU, memory and disk.
+
+**[Open the live dashboard at /ui](/ui)**: start calculations, watch them run, cancel them
+(the Thrift contract behind it all is documented at [/idl](/idl)).
 """
 
 
@@ -42,6 +45,20 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.state.settings = settings
     app.include_router(host.router)
     app.include_router(tasks.router)
+    app.include_router(events.router)
+    app.include_router(ui.router)
+
+    def openapi() -> dict:
+        # The range of `decimal` is a setting, so the generated schema gets it here.
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            for operation in schema["paths"]["/calcpi/{decimal}"].values():
+                for param in operation["parameters"]:
+                    if param["name"] == "decimal":
+                        param["schema"].update(minimum=1, maximum=settings.MAX_DECIMAL)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -33,6 +33,8 @@ class Stack:
     user: str = "tester"
     password: str = field(default_factory=lambda: uuid.uuid4().hex)
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    #: More environment for every process it starts (e.g. DEMO_MIN_SECONDS for the dashboard tests).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
@@ -61,6 +63,7 @@ class Stack:
             SUPERVISOR_USER=self.user, SUPERVISOR_PASSWORD=self.password,
             LOG_DIR=str(self.log_dir), RUN_DIR=str(self.root / "run"), PYTHONUNBUFFERED="1",
         )
+        env.update(self.extra_env)
         env.update(extra)
         return env
 
