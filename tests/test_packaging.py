@@ -87,3 +87,14 @@ def test_gen_py_matches_the_idl(tmp_path: Path) -> None:
     (tmp_path / "RPC" / "RPCcelery-remote").unlink()
     diff = filecmp.dircmp(tmp_path / "RPC", REPO / "gen-py" / "RPC", ignore=["__pycache__"])
     assert not (diff.diff_files or diff.left_only or diff.right_only), "gen-py/ is stale: run `make gen`"
+
+
+def test_the_dashboard_and_idl_pages_ship_in_the_package() -> None:
+    import glob
+    import tomllib
+
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["app"]
+    shipped = {Path(p).relative_to(REPO / "app").as_posix()
+               for pattern in patterns for p in glob.glob(str(REPO / "app" / pattern))}
+    for needed in ("static/index.html", "static/app.js", "static/app.css", "static/idl/rpcinterface.html"):
+        assert needed in shipped, f"{needed} would be missing from the wheel (and the image)"
