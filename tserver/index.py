@@ -45,6 +45,8 @@ class TaskIndex:
         self._lock = threading.Lock()
         self._entries: dict[str, _Entry] = {}
         self._order: list[tuple[float, str]] = []  # ascending (queued, id)
+        # The same keys split by status, so a filtered page is a slice too, not a scan of every task.
+        self._by_status: dict[str, list[tuple[float, str]]] = {}
         self._live: set[str] = set()  # ids not yet final
 
     def __len__(self) -> int:
@@ -59,12 +61,13 @@ class TaskIndex:
                 self._remove_locked(state.id)
                 old = None
             self._entries[state.id] = entry
+            key = (entry.queued, state.id)
             if old is None:
-                key = (entry.queued, state.id)
-                if not self._order or key > self._order[-1]:
-                    self._order.append(key)  # the common case: the newest task
-                else:
-                    bisect.insort(self._order, key)
+                _insert(self._order, key)
+            elif old.status != entry.status:
+                _delete(self._by_status[old.status], key)
+            if old is None or old.status != entry.status:
+                _insert(self._by_status.setdefault(entry.status, []), key)
             if state.is_final:
                 self._live.discard(state.id)
             else:
@@ -79,14 +82,11 @@ class TaskIndex:
         """Tasks [offset, offset+limit) newest first, optionally only one status; and how many match."""
         if status:
             self._refresh_live()
-            with self._lock:
-                matching = [tid for _, tid in reversed(self._order) if self._entries[tid].status == status]
-            total, ids = len(matching), matching[offset: offset + limit]
-        else:
-            with self._lock:
-                total = len(self._order)
-                end = total - offset
-                ids = [tid for _, tid in reversed(self._order[max(0, end - limit): max(0, end)])]
+        with self._lock:
+            keys = self._by_status.get(status, []) if status else self._order
+            total = len(keys)
+            end = total - offset
+            ids = [tid for _, tid in reversed(keys[max(0, end - limit): max(0, end)])]
         states = []
         for task_id in ids:
             try:
@@ -131,9 +131,22 @@ class TaskIndex:
         if entry is None:
             return
         self._live.discard(task_id)
-        i = bisect.bisect_left(self._order, (entry.queued, task_id))
-        if i < len(self._order) and self._order[i] == (entry.queued, task_id):
-            del self._order[i]
+        key = (entry.queued, task_id)
+        _delete(self._order, key)
+        _delete(self._by_status[entry.status], key)
+
+
+def _insert(keys: list[tuple[float, str]], key: tuple[float, str]) -> None:
+    if not keys or key > keys[-1]:
+        keys.append(key)  # the common case: the newest task
+    else:
+        bisect.insort(keys, key)
+
+
+def _delete(keys: list[tuple[float, str]], key: tuple[float, str]) -> None:
+    i = bisect.bisect_left(keys, key)
+    if i < len(keys) and keys[i] == key:
+        del keys[i]
 
 
 def _timestamp(iso: str) -> float:
