@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.config import GatewaySettings
+from app.task_reader import TaskReader
 from app.thrift_client import ThriftPool
 
 
@@ -20,5 +21,10 @@ async def get_settings(request: Request) -> GatewaySettings:
     return request.app.state.settings
 
 
+async def get_task_reader(request: Request) -> TaskReader:
+    return request.app.state.task_reader
+
+
 ThriftDep = Annotated[ThriftPool, Depends(get_thrift)]
 SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
+TaskReaderDep = Annotated[TaskReader, Depends(get_task_reader)]

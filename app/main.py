@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from app.config import GatewaySettings
 from app.errors import ComputeFailed, ComputeUnavailable
 from app.routes import events, host, tasks, ui
+from app.task_reader import TaskReader
 from app.thrift_client import ThriftPool
 from RPC.ttypes import BadArgument, Unavailable
 
@@ -37,6 +38,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             settings.TSERVER_HOST, settings.TSERVER_PORT, size=settings.THRIFT_POOL_SIZE,
             timeout=settings.THRIFT_TIMEOUT, connect_timeout=settings.THRIFT_CONNECT_TIMEOUT,
         )
+        app.state.task_reader = TaskReader(app.state.thrift)
         yield
         await app.state.thrift.close()
 

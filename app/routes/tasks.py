@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
-from app.deps import SettingsDep, ThriftDep
+from app.deps import SettingsDep, TaskReaderDep, ThriftDep
 from app.models import ErrorResponse, TaskCreated, TaskModel
 from RPC.ttypes import BadDecimal, BadTask, TaskFinished
 
@@ -61,20 +61,22 @@ _TASK_RESPONSES: dict[int | str, dict] = {
 
 
 @router.get("/task/{id}", response_model=TaskModel, summary="One task's state", responses=_TASK_RESPONSES)
-async def get_task(id: TaskId, thrift: ThriftDep) -> TaskModel:  # noqa: A002 - the URL's name
+async def get_task(id: TaskId, reader: TaskReaderDep) -> TaskModel:  # noqa: A002 - the URL's name
     """Status, progress, intermediate or final result, and the queued/started/finished times."""
     try:
-        return TaskModel.from_thrift(await thrift.call("getTaskStatus", check_task_id(id)))
+        return TaskModel.from_thrift(await reader.get(check_task_id(id)))
     except BadTask as exc:
         raise HTTPException(404, exc.message) from None
 
 
 @router.delete("/task/{id}", response_model=TaskModel, summary="Cancel a task",
                responses={**_TASK_RESPONSES, 409: {"model": ErrorResponse, "description": "The task has already ended"}})
-async def cancel_task(id: TaskId, thrift: ThriftDep) -> TaskModel:  # noqa: A002 - the URL's name
+async def cancel_task(id: TaskId, thrift: ThriftDep, reader: TaskReaderDep) -> TaskModel:  # noqa: A002
     """Stop a waiting or running task: it becomes REVOKED with a stop time, and its worker stops computing."""
     try:
-        return TaskModel.from_thrift(await thrift.call("cancelTask", check_task_id(id), idempotent=False))
+        record = await thrift.call("cancelTask", check_task_id(id), idempotent=False)
+        reader.remember(record)
+        return TaskModel.from_thrift(record)
     except BadTask as exc:
         raise HTTPException(404, exc.message) from None
     except TaskFinished as exc:
