@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> None:
         # Calls that wait on the broker (or on a worker) get threads of their own, so that reads
         # never queue behind them when the broker hangs.
         slow_methods=frozenset({"startCalcPi", "queueCalcPi", "cancelTask"}),
+        # Mostly waiting for RabbitMQ's publisher confirms, which it sends in groups: more publishes
+        # in flight means more of them per confirm round.
+        slow_workers=2 * settings.TSERVER_WORKERS,
     )
     log.info("serving RPCcelery on %s:%s (state in %s, queue %s)", settings.TSERVER_HOST,
              settings.TSERVER_PORT, worker_settings.STATE_DIR, worker_settings.CELERY_QUEUE)
