@@ -2,7 +2,10 @@
 
 For each connection count, the two routes take turns run by run (the order alternates), so both
 see the same machine state; the ratio of their throughputs is what the Thrift hop and the state
-file cost. Reads cycle over finished tasks so every answer is a full record read from disk.
+file cost. Reads cycle over finished tasks; the gateway keeps ended tasks in memory (they never
+change: app/task_reader.py), so those reads measure the gateway itself. A second figure reads
+distinct tasks that have not ended (the worker stopped), which go through Thrift and the state
+file on every request.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from bench.cpu import cpu_use
 from bench.lab import Lab
 from bench.load import LoadResult, Request, run_load, tool
 from bench.report import Section
+from bench.stack import purge_queue, start_worker, stop_worker
 from bench.tasks import finished_tasks
 
 log = logging.getLogger(__name__)
@@ -71,6 +75,7 @@ def run(lab: Lab) -> Section:
                         passed=(p99 < MAX_P99_MS) if at_target else None, runs=[r.p99_ms for r in status], how=how)
             section.add(f"c={conns}: /livez p99", statistics.median(r.p99_ms for r in livez), "ms",
                         runs=[r.p99_ms for r in livez], how=how)
+    errors += _running_task_reads(stack, section, plan)
     section.add("errors (non-2xx, socket)", errors, "", target="0", passed=errors == 0)
     section.others = [float(r["others %"]) for r in rows]  # type: ignore[arg-type]
     section.notes += [
@@ -83,3 +88,33 @@ def run(lab: Lab) -> Section:
     ]
     section.raw["every run"] = rows
     return section
+
+
+def _running_task_reads(stack, section: Section, plan) -> int:  # noqa: ANN001 - the harness's own types
+    """Reads that the gateway cannot serve from memory: distinct tasks that have not ended (the worker
+    is stopped, so they stay WAITING), so every read crosses Thrift and reads a state file."""
+    import httpx
+
+    conns = max(plan.connections)
+    results: list[LoadResult] = []
+    errors = 0
+    stop_worker(stack)
+    try:
+        with httpx.Client(base_url=stack.api, timeout=10) as client:
+            ids = [client.post("/calcpi/3").json()["id"] for _ in range(_TASKS * 4)]
+            mix = [Request("GET", f"/task/{task_id}") for task_id in ids]
+            for _ in range(plan.http_runs):
+                result = run_load(stack.api, mix, conns, plan.http_seconds)
+                results.append(result)
+                errors += result.unexpected()
+            for task_id in ids:
+                client.delete(f"/task/{task_id}")
+    finally:
+        purge_queue(stack)
+        start_worker(stack)
+    how = f"median of {len(results)}; {len(ids)} distinct waiting tasks (worker stopped), none cacheable"
+    section.add(f"c={conns}: not-ended tasks /task req/s", statistics.median(r.rps for r in results), "req/s",
+                runs=[r.rps for r in results], how=how)
+    section.add(f"c={conns}: not-ended tasks /task p99", statistics.median(r.p99_ms for r in results), "ms",
+                runs=[r.p99_ms for r in results], how=how)
+    return errors

@@ -85,8 +85,12 @@ class Stack:
                  "the gateway to answer" + self.logs_hint())
 
     def worker_ready(self) -> bool:
-        task = httpx.post(self.api + "/calcpi/1", timeout=10).json()
-        return bool(wait_for(lambda: httpx.get(f"{self.api}/task/{task['id']}", timeout=5).json()["status"] == "SUCCESS",
+        """True once a first task has run; False (try again) while the compute side is still starting."""
+        r = httpx.post(self.api + "/calcpi/1", timeout=10)
+        if r.status_code != 202:
+            return False
+        task_id = r.json()["id"]
+        return bool(wait_for(lambda: httpx.get(f"{self.api}/task/{task_id}", timeout=5).json()["status"] == "SUCCESS",
                              60, "the first task to succeed" + self.logs_hint(), interval=0.1))
 
     def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
