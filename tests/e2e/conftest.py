@@ -6,18 +6,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, running_stack
 
 
 @pytest.fixture(scope="session")
 def stack(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """supervisord (tserver + worker) and the gateway, running until the session ends."""
-    s = Stack(root=tmp_path_factory.mktemp("stack"), broker_url=broker_url)
-    try:
-        s.start()
+    with running_stack(tmp_path_factory.mktemp("stack"), broker_url) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

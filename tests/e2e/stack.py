@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,3 +132,14 @@ class Stack:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+
+
+@contextmanager
+def running_stack(root: Path, broker_url: str, **extra_env: str) -> Iterator[Stack]:
+    """A started Stack (with `extra_env` for every process), stopped and cleaned up on exit."""
+    stack = Stack(root=root, broker_url=broker_url, extra_env=dict(extra_env))
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()

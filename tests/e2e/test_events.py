@@ -23,7 +23,7 @@ from app.config import GatewaySettings
 from app.main import create_app
 from app.routes import events
 from tests.conftest import free_port, wait_for
-from tests.e2e.stack import Stack
+from tests.e2e.stack import Stack, running_stack
 
 DEMO_SECONDS = 2.0
 FINAL = {"SUCCESS", "FAILURE", "REVOKED"}
@@ -32,13 +32,8 @@ FINAL = {"SUCCESS", "FAILURE", "REVOKED"}
 @pytest.fixture(scope="module")
 def demo(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack of its own whose tasks take at least DEMO_SECONDS."""
-    s = Stack(root=tmp_path_factory.mktemp("events"), broker_url=broker_url,
-              extra_env={"DEMO_MIN_SECONDS": str(DEMO_SECONDS)})
-    try:
-        s.start()
+    with running_stack(tmp_path_factory.mktemp("events"), broker_url, DEMO_MIN_SECONDS=str(DEMO_SECONDS)) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @dataclass

@@ -21,7 +21,7 @@ from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
 from RPC import RPCcelery
 from tests.conftest import wait_for
-from tests.e2e.stack import REPO, Stack
+from tests.e2e.stack import REPO, Stack, running_stack
 from tests.e2e.test_routes import rounded_pi
 
 CHROMIUM = "/usr/bin/chromium"
@@ -37,13 +37,8 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def demo(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack of its own whose tasks take at least DEMO_SECONDS, so bars visibly move."""
-    s = Stack(root=tmp_path_factory.mktemp("ui"), broker_url=broker_url,
-              extra_env={"DEMO_MIN_SECONDS": str(DEMO_SECONDS)})
-    try:
-        s.start()
+    with running_stack(tmp_path_factory.mktemp("ui"), broker_url, DEMO_MIN_SECONDS=str(DEMO_SECONDS)) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")
