@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 # A cancellation request whose task file is gone is kept this long for a late message, then removed.
 _ORPHAN_CANCEL_AGE = 24 * 3600
+_STALE_TEMP_AGE = 3600
 
 
 class Housekeeper(threading.Thread):
@@ -38,6 +39,8 @@ class Housekeeper(threading.Thread):
         # Requests left for messages that never arrived (a publish that was not confirmed).
         for task_id in self.index.store.orphan_cancels(time.time() - _ORPHAN_CANCEL_AGE):
             self.index.store.clear_cancel(task_id)
+        # A write takes milliseconds: a temporary file an hour old belongs to a writer that died.
+        self.index.store.remove_stale_temp_files(time.time() - _STALE_TEMP_AGE)
         if not self.ttl:
             return 0
         expired = self.index.expired(time.time() - self.ttl)

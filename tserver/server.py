@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = load_settings()
     # Importing the queue builds the Celery app, which reads and checks the shared settings.
-    from worker.queue import enqueue_calc_pi, settings as worker_settings
+    from worker.queue import close_publisher, enqueue_calc_pi, settings as worker_settings
 
     store = StateStore(worker_settings.STATE_DIR)
     index = TaskIndex(store)
@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     housekeeper = Housekeeper(index, settings.HOUSEKEEPING_INTERVAL, settings.RESULT_TTL)
     housekeeper.sweep()
     housekeeper.start()
-    # Under the gateway's THRIFT_TIMEOUT (4.5 s), so the server knows it failed before the user does.
+    # Each attempt waits at most PUBLISH_TIMEOUT. Under the gateway's THRIFT_TIMEOUT (4.5 s), so
+    # the server knows it failed before the user does.
     publish_deadline = worker_settings.PUBLISH_TIMEOUT * (1 + worker_settings.PUBLISH_RETRIES) + 0.5
     handler = RPCceleryHandler(store, enqueue_calc_pi, worker_settings.MAX_DECIMAL,
                                stalled_after=settings.STALLED_AFTER, index=index,
@@ -63,3 +64,4 @@ def main(argv: list[str] | None = None) -> None:
             port_file=args.port_file)
     finally:
         housekeeper.stop()
+        close_publisher()

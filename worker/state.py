@@ -14,8 +14,8 @@ import logging
 import math
 import os
 import re
-import tempfile
-from dataclasses import asdict, dataclass, fields, replace
+import threading
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ FINAL_STATUSES = frozenset({SUCCESS, FAILURE, REVOKED})
 # Canonical lower-case UUID text only: the id becomes a file name, so nothing else may pass.
 _TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _SUFFIX = ".json"
+_TMP_SUFFIX = ".tmp"
 # A cancellation request is a separate file, so the worker's progress writes cannot overwrite it.
 _CANCEL_PREFIX = ".cancel-"
 # A state file is a few hundred bytes; anything far larger is not ours and is not parsed.
@@ -78,7 +79,9 @@ class TaskState:
 
     def to_json(self) -> bytes:
         """The file's bytes."""
-        return json.dumps(asdict(self), separators=(",", ":"), allow_nan=False).encode()
+        # Every field is a plain str/int/float/None: no deep copy (dataclasses.asdict) needed.
+        values = {name: getattr(self, name) for name in _FIELD_NAMES}
+        return json.dumps(values, separators=(",", ":"), allow_nan=False).encode()
 
     @classmethod
     def from_json(cls, raw: bytes) -> TaskState:
@@ -86,8 +89,7 @@ class TaskState:
         data = json.loads(raw)
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+        values = {k: v for k, v in data.items() if k in _FIELD_NAMES}
         state = cls(**values)
         state._check()
         return state
@@ -117,6 +119,9 @@ class TaskState:
                 raise ValueError(f"bad {name}")
 
 
+_FIELD_NAMES = tuple(f.name for f in fields(TaskState))
+
+
 def _is_number(value: object) -> bool:
     return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
 
@@ -135,15 +140,20 @@ class StateStore:
         """Replace the task's file atomically; StorageError if the folder cannot take it."""
         target = self.path_for(state.id)
         data = state.to_json()
-        tmp_name = None
+        # A name no other writer uses at the same time (one per process and thread): cheaper than
+        # mkstemp's random names, and a crash leaves at most one such file per writer and task.
+        tmp_name = f"{self.folder}/.{state.id}.{os.getpid()}.{threading.get_ident()}{_TMP_SUFFIX}"
         try:
-            fd, tmp_name = tempfile.mkstemp(prefix="." + state.id + ".", suffix=".tmp", dir=self.folder)
-            with os.fdopen(fd, "wb") as tmp:
-                tmp.write(data)
+            fd = os.open(tmp_name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
             os.replace(tmp_name, target)
         except OSError as exc:
-            if tmp_name is not None:
-                _unlink_quietly(Path(tmp_name))
+            _unlink_quietly(Path(tmp_name))
             raise StorageError(f"cannot write the state of task {state.id}: {exc.strerror or exc}") from exc
 
     def read(self, task_id: object) -> TaskState:
@@ -180,6 +190,20 @@ class StateStore:
         except FileNotFoundError:
             pass
         return ids
+
+    def remove_stale_temp_files(self, older_than: float) -> int:
+        """Remove temporary files that a writer killed mid-write left behind; how many."""
+        removed = 0
+        try:
+            with os.scandir(self.folder) as entries:
+                for entry in entries:
+                    if (entry.name.startswith(".") and entry.name.endswith(_TMP_SUFFIX)
+                            and entry.stat(follow_symlinks=False).st_mtime < older_than):
+                        _unlink_quietly(Path(entry.path))
+                        removed += 1
+        except FileNotFoundError:
+            pass
+        return removed
 
     def request_cancel(self, task_id: object) -> None:
         """Leave a cancellation request that the worker computing the task polls between chunks."""
