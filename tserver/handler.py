@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -27,7 +27,7 @@ MAX_PAGE = 1000
 # How long cancelTask waits for the worker of a running task to record REVOKED itself.
 CANCEL_WAIT = 2.0
 
-Enqueue = Callable[[str, int], None]
+Enqueue = Callable[[str, int], Awaitable[None]]
 
 
 class RPCceleryHandler:
@@ -42,11 +42,14 @@ class RPCceleryHandler:
         self.index = index if index is not None else TaskIndex(store)
         self.guard = guard if guard is not None else PublishGuard(deadline=3.5)
 
-    def startCalcPi(self, decimal: int) -> str:
-        """Queue a calculation; the new task's id."""
-        return self.queueCalcPi(decimal).id
+    # The two starts are coroutines: the server runs them on its event loop, so that a start that
+    # waits for RabbitMQ's confirm holds no thread (see tserver/async_processor.py).
 
-    def queueCalcPi(self, decimal: int) -> calcResult:
+    async def startCalcPi(self, decimal: int) -> str:
+        """Queue a calculation; the new task's id."""
+        return (await self.queueCalcPi(decimal)).id
+
+    async def queueCalcPi(self, decimal: int) -> calcResult:
         """Queue a calculation; the new task's record."""
         self._check_decimal(decimal)
         state = TaskState(id=str(uuid.uuid4()), status=WAITING, decimal=decimal, pushqtime=utcnow())
@@ -57,7 +60,7 @@ class RPCceleryHandler:
             raise Unavailable(message=str(exc)) from exc
         try:
             with self.guard.publishing():
-                self.enqueue(state.id, decimal)
+                await self.enqueue(state.id, decimal)
         except PublishOverdue as exc:
             # The message is in the queue, but the caller has been told it failed: the request
             # makes the worker drop (or promptly stop) it, and the record says why.

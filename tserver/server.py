@@ -50,12 +50,9 @@ def main(argv: list[str] | None = None) -> None:
         # One small state-file read each: cheaper on the loop than a hop to a pool thread. Calls
         # that can wait on the broker, or read many files, stay in the pool.
         inline_methods=frozenset({"getTaskStatus", "getHostStatus"}),
-        # Calls that wait on the broker (or on a worker) get threads of their own, so that reads
-        # never queue behind them when the broker hangs.
-        slow_methods=frozenset({"startCalcPi", "queueCalcPi", "cancelTask"}),
-        # Mostly waiting for RabbitMQ's publisher confirms, which it sends in groups: more publishes
-        # in flight means more of them per confirm round.
-        slow_workers=2 * settings.TSERVER_WORKERS,
+        # The starts (queueCalcPi, startCalcPi) are coroutines that wait for RabbitMQ on the loop.
+        # cancelTask waits for a worker: it gets threads of its own, so reads never queue behind it.
+        slow_methods=frozenset({"cancelTask"}),
     )
     log.info("serving RPCcelery on %s:%s (state in %s, queue %s)", settings.TSERVER_HOST,
              settings.TSERVER_PORT, worker_settings.STATE_DIR, worker_settings.CELERY_QUEUE)

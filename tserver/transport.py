@@ -39,6 +39,7 @@ from thrift.protocol.TBinaryProtocol import TBinaryProtocol, TBinaryProtocolAcce
 from thrift.protocol.TProtocol import TProtocolException
 from thrift.transport.TTransport import TMemoryBuffer, TTransportException
 
+from tserver.async_processor import AsyncCalls
 from tserver.scanner import MessageScanner, ScanError
 
 _unpack_i32 = struct.Struct("!i").unpack_from
@@ -270,6 +271,12 @@ class _Connection(asyncio.Protocol):
                 fut.set_exception(exc)
             self._loop.call_soon(self._call_done, fut)  # not a direct call: no recursion per message
             return
+        if method in server._async.methods:
+            # A coroutine handler method: awaited on the loop, holding no thread while it waits.
+            fut = self._loop.create_task(server._process_async(message))
+            server._inflight.add(fut)
+            fut.add_done_callback(self._call_done)
+            return
         pool = server._slow_pool if method in self._limits.slow_methods else server._pool
         fut = self._loop.run_in_executor(pool, server._process, message)
         server._inflight.add(fut)
@@ -380,6 +387,7 @@ class ThriftServer:
 
     def __init__(self, processor: Any, host: str, port: int, limits: ServerLimits = ServerLimits()) -> None:
         self.processor = processor
+        self._async = AsyncCalls(processor)
         self.host = host
         self.port = port
         self.limits = limits
@@ -482,6 +490,14 @@ class ThriftServer:
             self._last_reject_log = now
             logger.warning("max_connections=%d reached: closing new connection from %s (%d rejected so far)",
                            self.limits.max_connections, peer, self._rejected)
+
+    async def _process_async(self, message: bytes) -> bytes:
+        """Runs on the loop: one call of a coroutine handler method."""
+        return await self._async.process(message, self._protocol)
+
+    def _protocol(self, trans: Any) -> TBinaryProtocol:
+        return _PROTOCOL(trans, string_length_limit=self.limits.string_length_limit,
+                         container_length_limit=self.limits.container_length_limit)
 
     def _process(self, message: bytes) -> bytes:
         """Runs in a pool thread: decode one message, call the processor, return the reply bytes."""

@@ -47,19 +47,25 @@ Connect = Callable[[], "tuple[amqp.Connection, amqp.Channel]"]
 
 
 @dataclass(eq=False)
-class _Job:
+class Job:
+    """One message handed to the publisher; `on_done(error)` is called once, in the publisher's thread."""
+
     message: amqp.Message
     exchange: str
     routing_key: str
-    key: str  # the message's correlation_id: how a returned message is matched to its job
-    done: threading.Event = field(default_factory=threading.Event)
-    error: QueueUnavailable | None = None
+    on_done: Callable[[QueueUnavailable | None], object]
+    key: str = ""  # the message's correlation_id: how a returned message is matched to its job
     abandoned: bool = False  # the caller stopped waiting: do not publish it any more
     sent: float = 0.0  # time.monotonic() when it was written
+    finished: bool = False
 
     def finish(self, error: QueueUnavailable | None = None) -> None:
-        self.error = error
-        self.done.set()
+        if not self.finished:
+            self.finished = True
+            try:
+                self.on_done(error)
+            except Exception:  # noqa: BLE001 - the caller's defect must not cost the connection
+                log.exception("a publish callback failed")
 
 
 class ConfirmedPublisher:
@@ -72,7 +78,7 @@ class ConfirmedPublisher:
         self._stuck_after = stuck_after
         self._name = name
         self._lock = threading.Lock()
-        self._waiting: deque[_Job] = deque()
+        self._waiting: deque[Job] = deque()
         self._idle = False  # the thread is (about to be) asleep in select(): a new job must wake it
         self._closed = False
         self._thread: threading.Thread | None = None
@@ -83,13 +89,15 @@ class ConfirmedPublisher:
         self._conn: amqp.Connection | None = None
         self._channel: amqp.Channel | None = None
         self._next_tag = 1
-        self._unconfirmed: dict[int, _Job] = {}  # delivery tag -> job, in publishing order
+        self._unconfirmed: dict[int, Job] = {}  # delivery tag -> job, in publishing order
         self._returned: set[str] = set()
         self._redeclare = False  # a message came back unroutable: reconnect, which declares the queue
 
-    def publish(self, message: amqp.Message, *, exchange: str, routing_key: str, timeout: float) -> None:
-        """Publish `message` and wait until RabbitMQ confirms it; QueueUnavailable otherwise."""
-        job = _Job(message, exchange, routing_key, key=str(message.properties.get("correlation_id", "")))
+    def submit(self, message: amqp.Message, *, exchange: str, routing_key: str,
+               on_done: Callable[[QueueUnavailable | None], object]) -> Job:
+        """Hand a message over without waiting: `on_done(None)` once RabbitMQ confirmed it, or
+        `on_done(error)`. The callback runs in the publisher's thread and must not block."""
+        job = Job(message, exchange, routing_key, on_done, key=str(message.properties.get("correlation_id", "")))
         with self._lock:
             if self._closed:
                 raise NotPublished("the publisher is closed")
@@ -100,11 +108,24 @@ class ConfirmedPublisher:
             wake, self._idle = self._idle, False
         if wake:
             self._wake()
-        if not job.done.wait(timeout):
+        return job
+
+    def publish(self, message: amqp.Message, *, exchange: str, routing_key: str, timeout: float) -> None:
+        """Publish `message` and wait until RabbitMQ confirms it; QueueUnavailable otherwise."""
+        done = threading.Event()
+        errors: list[QueueUnavailable] = []
+
+        def on_done(error: QueueUnavailable | None) -> None:
+            if error is not None:
+                errors.append(error)
+            done.set()
+
+        job = self.submit(message, exchange=exchange, routing_key=routing_key, on_done=on_done)
+        if not done.wait(timeout):
             job.abandoned = True
             raise QueueUnavailable(f"RabbitMQ did not confirm the message within {timeout:g} s")
-        if job.error is not None:
-            raise job.error
+        if errors:
+            raise errors[0]
 
     def close(self, timeout: float = 5.0) -> None:
         """Fail what is still waiting, close the connection and end the thread."""
@@ -145,11 +166,10 @@ class ConfirmedPublisher:
                 log.exception("publisher failed")
                 error = QueueUnavailable(f"the publisher failed: {exc!r}")
                 for job in jobs:
-                    if not job.done.is_set():
-                        job.finish(error)
+                    job.finish(error)  # a no-op for those already finished
                 self._drop_connection(error)
 
-    def _send(self, jobs: list[_Job]) -> None:
+    def _send(self, jobs: list[Job]) -> None:
         jobs = [job for job in jobs if not job.abandoned]
         if not jobs:
             return
@@ -249,7 +269,7 @@ class ConfirmedPublisher:
 
     # -- confirms (called by py-amqp from drain_events, in the publisher's thread) ----------------
 
-    def _confirmed(self, delivery_tag: int, multiple: bool) -> list[_Job]:
+    def _confirmed(self, delivery_tag: int, multiple: bool) -> list[Job]:
         if not multiple:
             job = self._unconfirmed.pop(delivery_tag, None)
             return [] if job is None else [job]

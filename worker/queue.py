@@ -8,6 +8,7 @@ keeps many messages in flight instead of one per thread (see worker/publisher.py
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import amqp
@@ -15,6 +16,7 @@ from kombu.serialization import dumps
 from kombu.transport import pyamqp
 
 from worker.app import app, settings
+from worker.errors import QueueUnavailable
 from worker.publisher import ConfirmedPublisher, NotPublished
 from worker.tasks import calc_pi
 
@@ -72,20 +74,42 @@ def publisher() -> ConfirmedPublisher:
         return _publisher
 
 
-def enqueue_calc_pi(task_id: str, decimal: int) -> None:
-    """Publish one calculation, returning only once RabbitMQ confirmed it; QueueUnavailable otherwise."""
+async def enqueue_calc_pi(task_id: str, decimal: int) -> None:
+    """Publish one calculation, returning only once RabbitMQ confirmed it; QueueUnavailable otherwise.
+
+    Waits on the event loop, not in a thread: the publisher's thread settles the future."""
+    loop = asyncio.get_running_loop()
     message = task_message(task_id, decimal)
     for attempt in range(settings.PUBLISH_RETRIES + 1):
+        confirmed: asyncio.Future[None] = loop.create_future()
+
+        def on_done(error: QueueUnavailable | None, confirmed: asyncio.Future[None] = confirmed) -> None:
+            loop.call_soon_threadsafe(_settle, confirmed, error)
+
+        # Celery publishes to a direct queue through the default exchange, the queue's name as key.
+        job = publisher().submit(message, exchange="", routing_key=settings.CELERY_QUEUE, on_done=on_done)
         try:
-            # Celery publishes to a direct queue through the default exchange, the queue's name as key.
-            publisher().publish(message, exchange="", routing_key=settings.CELERY_QUEUE,
-                                timeout=settings.PUBLISH_TIMEOUT)
+            async with asyncio.timeout(settings.PUBLISH_TIMEOUT):
+                await confirmed
             return
+        except TimeoutError:
+            job.abandoned = True
+            raise QueueUnavailable(f"RabbitMQ did not confirm the message within {settings.PUBLISH_TIMEOUT:g} s") \
+                from None
         except NotPublished:
             # Nothing was sent (typically: the connection broke while idle), so a repeat cannot
             # queue the task twice.
             if attempt == settings.PUBLISH_RETRIES:
                 raise
+
+
+def _settle(future: asyncio.Future[None], error: QueueUnavailable | None) -> None:
+    if future.done():  # the caller gave up (timeout, cancelled)
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 def close_publisher() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 import time
@@ -22,12 +23,17 @@ class RecordingQueue:
     def __init__(self, store: StateStore, fail: bool = False) -> None:
         self.store, self.fail, self.sent = store, fail, []
 
-    def __call__(self, task_id: str, decimal: int) -> None:
+    async def __call__(self, task_id: str, decimal: int) -> None:
         # The rule under test: the state file exists before the message is published.
         assert self.store.read(task_id).status == WAITING
         if self.fail:
             raise QueueUnavailable("broker down")
         self.sent.append((task_id, decimal))
+
+
+def start(handler: RPCceleryHandler, decimal: object) -> str:
+    """startCalcPi is a coroutine (the server awaits it on its loop)."""
+    return asyncio.run(handler.startCalcPi(decimal))  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -38,7 +44,7 @@ def store(tmp_path: Path) -> StateStore:
 def test_start_writes_waiting_then_publishes(store: StateStore) -> None:
     queue = RecordingQueue(store)
     handler = RPCceleryHandler(store, queue, max_decimal=10)
-    task_id = handler.startCalcPi(7)
+    task_id = start(handler, 7)
     assert queue.sent == [(task_id, 7)]
     record = handler.getTaskStatus(task_id)
     assert (record.status, record.decimal, record.progress, record.digits) == (WAITING, 7, 0.0, None)
@@ -48,7 +54,7 @@ def test_start_writes_waiting_then_publishes(store: StateStore) -> None:
 def test_bad_decimal(store: StateStore, decimal: object) -> None:
     handler = RPCceleryHandler(store, RecordingQueue(store), max_decimal=10)
     with pytest.raises(BadDecimal) as caught:
-        handler.startCalcPi(decimal)  # type: ignore[arg-type]
+        start(handler, decimal)  # type: ignore[arg-type]
     assert caught.value.message == "decimal must be an integer from 1 to 10"
     assert list(store.folder.iterdir()) == []
 
@@ -56,7 +62,7 @@ def test_bad_decimal(store: StateStore, decimal: object) -> None:
 def test_broker_down_leaves_no_waiting_file(store: StateStore) -> None:
     handler = RPCceleryHandler(store, RecordingQueue(store, fail=True), max_decimal=10)
     with pytest.raises(Unavailable, match="RabbitMQ"):
-        handler.startCalcPi(3)
+        start(handler, 3)
     assert store.task_ids() == []
     # What is left is the request that makes a worker drop the message, should it still arrive.
     [leftover] = list(store.folder.iterdir())
@@ -64,13 +70,13 @@ def test_broker_down_leaves_no_waiting_file(store: StateStore) -> None:
 
 
 def test_a_publish_confirmed_too_late_is_refused_and_tombstoned(store: StateStore) -> None:
-    def slow_enqueue(task_id: str, decimal: int) -> None:
-        time.sleep(0.3)
+    async def slow_enqueue(task_id: str, decimal: int) -> None:
+        await asyncio.sleep(0.3)
 
     guard = PublishGuard(deadline=0.1, cooldown=0.5)
     handler = RPCceleryHandler(store, slow_enqueue, max_decimal=10, guard=guard)
     with pytest.raises(Unavailable):
-        handler.startCalcPi(3)
+        start(handler, 3)
     # The message did reach the queue: its record says it was not accepted, and the worker drops it.
     [task_id] = store.task_ids()
     record = store.read(task_id)
@@ -78,12 +84,15 @@ def test_a_publish_confirmed_too_late_is_refused_and_tombstoned(store: StateStor
     assert store.cancel_requested(task_id)
     # During the cool-down, starts fail at once without touching the broker.
     calls = []
-    handler.enqueue = lambda task_id, decimal: calls.append(task_id)
+    async def recording_enqueue(task_id: str, decimal: int) -> None:
+        calls.append(task_id)
+
+    handler.enqueue = recording_enqueue
     with pytest.raises(Unavailable):
-        handler.startCalcPi(3)
+        start(handler, 3)
     assert calls == []
     time.sleep(0.6)
-    assert handler.startCalcPi(3) and len(calls) == 1
+    assert start(handler, 3) and len(calls) == 1
 
 
 def test_guard_refuses_while_a_publish_is_overdue() -> None:
@@ -116,7 +125,7 @@ def test_unwritable_state_folder_is_unavailable(tmp_path: Path) -> None:
     store = StateStore(blocker)
     queue = RecordingQueue(store)
     with pytest.raises(Unavailable, match="cannot write"):
-        RPCceleryHandler(store, queue, max_decimal=10).startCalcPi(3)
+        start(RPCceleryHandler(store, queue, max_decimal=10), 3)
     assert queue.sent == []
 
 
@@ -128,7 +137,7 @@ def test_unknown_task(store: StateStore, task_id: str) -> None:
 
 def test_paging_and_filter(store: StateStore) -> None:
     handler = RPCceleryHandler(store, RecordingQueue(store), max_decimal=10)
-    ids = [handler.startCalcPi(2) for _ in range(5)]
+    ids = [start(handler, 2) for _ in range(5)]
     page = handler.listTaskPage(1, 2, "")
     assert page.total == 5 and [t.id for t in page.tasks] == ids[::-1][1:3]
     assert handler.listTaskPage(0, 100, "SUCCESS").total == 0
@@ -145,7 +154,7 @@ def test_host_status_names_the_state_folder(store: StateStore) -> None:
 
 def test_cancel_a_waiting_task(store: StateStore) -> None:
     handler = RPCceleryHandler(store, RecordingQueue(store), max_decimal=10)
-    task_id = handler.startCalcPi(5)
+    task_id = start(handler, 5)
     record = handler.cancelTask(task_id)
     assert record.status == "REVOKED" and record.stoptime is not None
     assert store.read(task_id).status == "REVOKED"
@@ -156,7 +165,7 @@ def test_cancel_a_waiting_task(store: StateStore) -> None:
 
 def test_cancel_an_ended_or_unknown_task(store: StateStore) -> None:
     handler = RPCceleryHandler(store, RecordingQueue(store), max_decimal=10)
-    task_id = handler.startCalcPi(5)
+    task_id = start(handler, 5)
     store.write(store.read(task_id).evolve(status="SUCCESS", stoptime="2026-11-28T03:00:00+00:00", digits="3.14159"))
     with pytest.raises(TaskFinished) as caught:
         handler.cancelTask(task_id)
@@ -169,7 +178,7 @@ def test_cancel_an_ended_or_unknown_task(store: StateStore) -> None:
 
 def test_cancel_a_task_whose_worker_died(store: StateStore) -> None:
     handler = RPCceleryHandler(store, RecordingQueue(store), max_decimal=10, stalled_after=1.0)
-    task_id = handler.startCalcPi(5)
+    task_id = start(handler, 5)
     store.write(store.read(task_id).evolve(status="PROGRESS", heartbeat="2026-01-01T00:00:00+00:00"))
     assert handler.getTaskStatus(task_id).stalled is True
     record = handler.cancelTask(task_id)
@@ -180,7 +189,7 @@ def test_stalled_only_when_the_heartbeat_is_old(store: StateStore) -> None:
     from worker.state import utcnow
 
     handler = RPCceleryHandler(store, RecordingQueue(store), max_decimal=10, stalled_after=30.0)
-    task_id = handler.startCalcPi(5)
+    task_id = start(handler, 5)
     assert handler.getTaskStatus(task_id).stalled is False
     store.write(store.read(task_id).evolve(status="PROGRESS", heartbeat=utcnow()))
     assert handler.getTaskStatus(task_id).stalled is False

@@ -67,11 +67,29 @@ class Handler(RPCcelery.Iface):
         self.max_active = 0
         self.calls = 0
         self.tasks = {KNOWN: _record(KNOWN), LONG_ID: _record(LONG_ID)}
+        self.async_threads: set[str] = set()
+        self.async_active = 0
+        self.async_max_active = 0
 
     def startCalcPi(self, decimal):
         if not 1 <= decimal <= 50:
             raise BadDecimal(message=f"decimal must be within 1..50, got {decimal}", min_decimal=1, max_decimal=50)
         return f"task-{decimal}"
+
+    async def queueCalcPi(self, decimal):
+        # A coroutine method: the server awaits it on its event loop instead of using a pool thread.
+        self.async_threads.add(threading.current_thread().name)
+        self.async_active += 1
+        self.async_max_active = max(self.async_max_active, self.async_active)
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.async_active -= 1
+        if decimal == 13:
+            raise RuntimeError("handler bug")  # not declared: INTERNAL_ERROR
+        if not 1 <= decimal <= 50:
+            raise BadDecimal(message=f"decimal must be within 1..50, got {decimal}", min_decimal=1, max_decimal=50)
+        return _record(f"queued-{decimal}")
 
     def getTaskStatus(self, uuid):
         with self.lock:
@@ -405,6 +423,38 @@ def test_scanner_depth_limit_is_exact():
 # --------------------------------------------------------------------------------------------------
 # Stock clients, framed and unframed
 # --------------------------------------------------------------------------------------------------
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("framed", [False, True], ids=["unframed", "framed"])
+def test_coroutine_methods_run_on_the_loop_with_the_generated_replies(make_server, framed, loop):
+    srv = make_server(delay=0.2, loop=loop, workers=1, slow_workers=1)
+    with stock_client(srv.port, framed=framed) as client:
+        assert client.queueCalcPi(7).id == "queued-7"
+        with pytest.raises(BadDecimal) as bd:  # a declared exception arrives typed, as from the generated code
+            client.queueCalcPi(99)
+        assert (bd.value.min_decimal, bd.value.max_decimal) == (1, 50)
+        with pytest.raises(TApplicationException) as app:
+            client.queueCalcPi(13)
+        assert app.value.type == TApplicationException.INTERNAL_ERROR
+        assert client.getTaskStatus(KNOWN).id == KNOWN  # the connection lives on
+
+    # Twenty at once with one pool thread: they wait together on the loop, not one after another.
+    results: list[str] = []
+
+    def one(i: int) -> None:
+        with stock_client(srv.port, framed=framed) as c:
+            results.append(c.queueCalcPi(20 + i).id)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert sorted(results) == sorted(f"queued-{20 + i}" for i in range(20))
+    assert srv.handler.async_max_active == 20
+    assert srv.handler.async_threads == {"test-tserver-loop"}
+
 
 @pytest.mark.timeout(20)
 @pytest.mark.parametrize("loop", LOOPS)
