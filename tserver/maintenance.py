@@ -36,6 +36,7 @@ class Housekeeper(threading.Thread):
     def sweep(self) -> int:
         """One round; returns how many expired tasks were removed."""
         self.index.rescan()
+        self.index.refresh_live()  # listings refresh only a few per call: here, all of them
         # Requests left for messages that never arrived (a publish that was not confirmed).
         for task_id in self.index.store.orphan_cancels(time.time() - _ORPHAN_CANCEL_AGE):
             self.index.store.clear_cancel(task_id)

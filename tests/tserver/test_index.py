@@ -115,3 +115,46 @@ def test_housekeeper_removes_old_orphan_cancellation_requests(store: StateStore)
     Housekeeper(TaskIndex(store), interval=60, ttl=0).sweep()
     assert not store.cancel_requested(task(1).id)
     assert store.cancel_requested(task(2).id) and store.cancel_requested(task(3).id)
+
+
+class CountingStore(StateStore):
+    """The real store, counting file reads."""
+
+    reads = 0
+
+    def read(self, task_id: object) -> TaskState:
+        self.reads += 1
+        return super().read(task_id)
+
+
+def test_a_filtered_page_rereads_a_bounded_number_of_live_tasks(tmp_path) -> None:
+    from tserver.index import LIVE_REFRESH_BUDGET
+
+    store = CountingStore(tmp_path)
+    index = TaskIndex(store)
+    for i in range(1000):  # a backlog: 1,000 tasks waiting, none ended
+        store.write(task(i))
+        index.add(task(i))
+    for i in range(0, 1000, 10):  # meanwhile a tenth were finished by a worker
+        store.write(task(i).evolve(status=SUCCESS, stoptime="2026-11-28T03:00:00+00:00"))
+    time.sleep(0.25)
+    store.reads = 0
+    page, _ = index.page(0, 10, SUCCESS)
+    assert store.reads <= LIVE_REFRESH_BUDGET + 10
+    assert all(s.status == SUCCESS for s in page)
+    # The housekeeper's full refresh brings the counts in line with the files.
+    assert index.refresh_live() > 0
+    page, total = index.page(0, 200, SUCCESS)
+    assert total == 100 and len(page) == 100 and all(s.status == SUCCESS for s in page)
+    assert index.page(0, 10, WAITING)[1] == 900
+
+
+def test_a_filtered_page_leaves_out_a_task_whose_status_changed(store: StateStore) -> None:
+    index = TaskIndex(store)
+    for i in range(3):
+        store.write(task(i, status=PROGRESS))
+        index.add(task(i, status=PROGRESS))
+    store.write(task(1).evolve(status=SUCCESS, stoptime="2026-11-28T03:00:00+00:00"))
+    # Within _LIVE_REFRESH the index still counts it as PROGRESS; the page, read fresh, does not show it.
+    page, _ = index.page(0, 10, PROGRESS)
+    assert [s.id for s in page] == [task(2).id, task(0).id]
