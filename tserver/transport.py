@@ -4,6 +4,8 @@ Why not the stock servers: TThreadedServer spends one thread per connection and 
 TThreadPoolServer lets idle connections hold pool threads. Here the event loop owns every socket,
 an idle connection costs a file descriptor and a few hundred bytes, and only complete messages reach
 the bounded thread pool that runs ``processor.process`` (handlers block on disk and on the broker).
+Handler methods defined ``async def`` are awaited on the loop instead (see async_processor.py), and
+a few quick ones (``inline_methods``) run on the loop directly.
 
 Per connection the first byte decides the framing:
 
