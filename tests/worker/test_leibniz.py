@@ -269,3 +269,23 @@ def test_pair_sum_releases_the_gil():
     worker.join()
     longest_wait = max(b - a for a, b in zip(stamps, stamps[1:]))
     assert longest_wait < 0.5 * duration[0]
+
+
+def test_call_error_bound_is_never_below_the_exact_bound():
+    # The float shortcut must bound c/(1-c) * (hi + lo) from above for any double-double the
+    # kernel can return, power-of-two boundaries included.
+    import random
+
+    rng = random.Random(1234)
+    cases = [(1.0, 0.0), (1.0, -2.0**-54), (0.5, 2.0**-55), (math.pi / 4, 1e-17), (2.0**-40, -2.0**-94)]
+    for _ in range(2000):
+        hi = rng.uniform(1e-25, 1.0) * 2.0 ** -rng.randrange(0, 60)
+        cases.append((hi, rng.uniform(-0.5, 0.5) * math.ulp(hi)))
+    for pairs in (1, 7, leibniz._BLOCK_PAIRS, 3 * leibniz._BLOCK_PAIRS + 5, 2**29):
+        folds = pairs // leibniz._BLOCK_PAIRS + pairs % leibniz._BLOCK_PAIRS
+        c = leibniz._GAMMA + 4 * folds * U * U
+        for hi, lo in cases:
+            exact = c / (1 - c) * (Fraction(hi) + Fraction(lo))
+            bound = leibniz._call_error_bound(pairs, hi, lo)
+            assert Fraction(bound) >= exact
+            assert Fraction(bound) <= exact * (1 + Fraction(1, 2**40))  # and still tight
