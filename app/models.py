@@ -95,6 +95,11 @@ class TaskModel(BaseModel):
         )
 
 
+def task_json(record: calcResult) -> bytes:
+    """A task's REST representation (TaskModel), JSON-encoded: what GET /task/{id} answers."""
+    return TaskModel.from_thrift(record).model_dump_json().encode()
+
+
 class TaskCreated(BaseModel):
     """A task that was just queued."""
 
