@@ -15,7 +15,6 @@ not come in time all raise QueueUnavailable: the caller must treat them as "mayb
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import select
@@ -29,13 +28,9 @@ from dataclasses import dataclass, field
 import amqp
 from amqp.exceptions import AMQPError
 
-from worker.errors import QueueUnavailable
+from worker.errors import NotPublished, QueueUnavailable
 
 log = logging.getLogger(__name__)
-
-
-class NotPublished(QueueUnavailable):
-    """Nothing was written to RabbitMQ (no connection, or closed): certainly not queued, safe to retry."""
 
 
 # Errors by which py-amqp and the socket layer report a broken or refused connection.
@@ -69,7 +64,7 @@ class Job:
 
 
 class ConfirmedPublisher:
-    """Thread-safe: `publish` may be called from any number of threads at once."""
+    """Thread-safe: `submit` and `publish` may be called from any number of threads at once."""
 
     def __init__(self, connect: Connect, *, stuck_after: float = 5.0, name: str = "amqp-publisher") -> None:
         #: Opens a connection and a channel with the queue declared; called in the publisher's thread.
@@ -105,9 +100,9 @@ class ConfirmedPublisher:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
             self._waiting.append(job)
-            wake, self._idle = self._idle, False
-        if wake:
-            self._wake()
+            if self._idle:
+                self._idle = False
+                self._wake()  # under the lock: close() cannot have closed the pipe meanwhile
         return job
 
     def publish(self, message: amqp.Message, *, exchange: str, routing_key: str, timeout: float) -> None:
@@ -130,11 +125,17 @@ class ConfirmedPublisher:
     def close(self, timeout: float = 5.0) -> None:
         """Fail what is still waiting, close the connection and end the thread."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
             thread = self._thread
-        self._wake()
+            self._wake()
         if thread is not None:
             thread.join(timeout)
+        with self._lock:
+            if thread is None or not thread.is_alive():  # nobody reads or writes the pipe any more
+                os.close(self._wake_r)
+                os.close(self._wake_w)
 
     # -- the publisher's thread -------------------------------------------------------------------
 
@@ -305,6 +306,3 @@ class ConfirmedPublisher:
             os.write(self._wake_w, b"\0")
         except BlockingIOError:  # the pipe is full: the thread has wake-ups enough
             pass
-        except OSError as exc:
-            if exc.errno != errno.EBADF:
-                raise

@@ -16,8 +16,8 @@ from kombu.serialization import dumps
 from kombu.transport import pyamqp
 
 from worker.app import app, settings
-from worker.errors import QueueUnavailable
-from worker.publisher import ConfirmedPublisher, NotPublished
+from worker.errors import NotPublished, QueueUnavailable
+from worker.publisher import ConfirmedPublisher
 from worker.tasks import calc_pi
 
 # Celery's task_default_delivery_mode: the message is written to disk by RabbitMQ.

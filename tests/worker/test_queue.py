@@ -3,6 +3,7 @@ equals Celery's own, confirms are awaited, and every broker fault ends in a clea
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import socket
@@ -17,8 +18,8 @@ import pytest
 from tests.conftest import free_port, wait_for
 from worker import queue as publishing
 from worker.app import app
-from worker.errors import QueueUnavailable
-from worker.publisher import ConfirmedPublisher, NotPublished
+from worker.errors import NotPublished, QueueUnavailable
+from worker.publisher import ConfirmedPublisher
 from worker.tasks import calc_pi
 
 
@@ -228,6 +229,73 @@ def test_a_broker_that_never_confirms_times_out(queue_name: str) -> None:
         assert time.monotonic() - started < 1.0
     finally:
         publisher.close()
+        listener.close()
+        for s in accepted:
+            s.close()
+
+
+@pytest.fixture
+def swap_publisher():  # noqa: ANN201
+    """Points worker.queue's process-wide publisher at another connect function for one test."""
+    made: list[ConfirmedPublisher] = []
+
+    def swap(connect) -> ConfirmedPublisher:  # noqa: ANN001
+        publisher = ConfirmedPublisher(connect)
+        made.append(publisher)
+        publishing._publisher = publisher
+        return publisher
+
+    yield swap
+    publishing._publisher = None
+    for publisher in made:
+        publisher.close()
+
+
+def test_enqueue_is_confirmed_on_the_event_loop(broker_url: str, queue_name: str, swap_publisher) -> None:  # noqa: ANN001
+    swap_publisher(_connector(broker_url, queue_name))
+    original_queue = publishing.settings.CELERY_QUEUE
+    publishing.settings.CELERY_QUEUE = queue_name
+    try:
+        async def many() -> None:
+            await asyncio.gather(*(publishing.enqueue_calc_pi(str(uuid.uuid4()), 3) for _ in range(50)))
+
+        asyncio.run(many())
+    finally:
+        publishing.settings.CELERY_QUEUE = original_queue
+    assert _depth(broker_url, queue_name) == 50
+
+
+def test_enqueue_retries_what_was_not_sent_then_gives_up(queue_name: str, swap_publisher) -> None:  # noqa: ANN001
+    attempts: list[int] = []
+    connect = _connector(f"amqp://guest:guest@127.0.0.1:{free_port()}//", queue_name)
+
+    def counting_connect() -> tuple[amqp.Connection, amqp.Channel]:
+        attempts.append(1)
+        return connect()
+
+    swap_publisher(counting_connect)
+    with pytest.raises(NotPublished):
+        asyncio.run(publishing.enqueue_calc_pi(str(uuid.uuid4()), 3))
+    assert len(attempts) == publishing.settings.PUBLISH_RETRIES + 1
+
+
+def test_enqueue_gives_up_after_the_publish_timeout(queue_name: str, swap_publisher) -> None:  # noqa: ANN001
+    # A broker that takes the connection and never answers the handshake.
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
+    swap_publisher(_connector(f"amqp://guest:guest@127.0.0.1:{listener.getsockname()[1]}//", queue_name))
+    settings = publishing.settings
+    try:
+        started = time.monotonic()
+        with pytest.raises(QueueUnavailable):
+            asyncio.run(publishing.enqueue_calc_pi(str(uuid.uuid4()), 3))
+        # Each attempt is bounded by PUBLISH_TIMEOUT (the handshake's read timeout or the wait for
+        # the confirm, whichever ends first): the caller is never kept waiting longer.
+        assert time.monotonic() - started < (settings.PUBLISH_RETRIES + 1) * settings.PUBLISH_TIMEOUT + 1
+    finally:
         listener.close()
         for s in accepted:
             s.close()
