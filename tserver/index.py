@@ -14,10 +14,10 @@ Tasks created by this server are added as they are created; a periodic rescan (s
 from __future__ import annotations
 
 import bisect
-import heapq
 import logging
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -31,7 +31,7 @@ _LIVE_REFRESH = 0.2
 # A filtered listing re-reads at most this many of the tasks not yet ended (those seen longest ago
 # first); the housekeeper refreshes all of them in the background. So a filtered page costs the
 # same with a backlog of 5,000 waiting tasks as with none (each re-read is a file read, ~45 us).
-LIVE_REFRESH_BUDGET = 64
+LIVE_REFRESH_BUDGET = 32
 
 
 @dataclass(slots=True)
@@ -52,7 +52,8 @@ class TaskIndex:
         self._order: list[tuple[float, str]] = []  # ascending (queued, id)
         # The same keys split by status, so a filtered page is a slice too, not a scan of every task.
         self._by_status: dict[str, list[tuple[float, str]]] = {}
-        self._live: set[str] = set()  # ids not yet final
+        # Ids not yet final, the one whose status was read longest ago first.
+        self._live: OrderedDict[str, None] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -74,9 +75,10 @@ class TaskIndex:
             if old is None or old.status != entry.status:
                 _insert(self._by_status.setdefault(entry.status, []), key)
             if state.is_final:
-                self._live.discard(state.id)
+                self._live.pop(state.id, None)
             else:
-                self._live.add(state.id)
+                self._live[state.id] = None
+                self._live.move_to_end(state.id)  # just read: the last to be due again
 
     def discard(self, task_id: str) -> None:
         """Forget a task (its file was removed)."""
@@ -130,11 +132,14 @@ class TaskIndex:
         """Re-read tasks not yet ended whose status was seen over _LIVE_REFRESH ago (at most
         `budget` of them, those seen longest ago first); how many were read."""
         now = time.monotonic()
+        due = []
         with self._lock:
-            due = [(e.checked, tid) for tid in self._live if now - (e := self._entries[tid]).checked > _LIVE_REFRESH]
-        if budget is not None and len(due) > budget:
-            due = heapq.nsmallest(budget, due)
-        for _, task_id in due:
+            # _live is in the order of the last read, so the due ones are at its front.
+            for task_id in self._live:
+                if (budget is not None and len(due) >= budget) or now - self._entries[task_id].checked <= _LIVE_REFRESH:
+                    break
+                due.append(task_id)
+        for task_id in due:
             try:
                 self.add(self.store.read(task_id))
             except UnknownTask:
@@ -145,7 +150,7 @@ class TaskIndex:
         entry = self._entries.pop(task_id, None)
         if entry is None:
             return
-        self._live.discard(task_id)
+        self._live.pop(task_id, None)
         key = (entry.queued, task_id)
         _delete(self._order, key)
         _delete(self._by_status[entry.status], key)

@@ -27,7 +27,7 @@ DecimalPath = Annotated[
 ]
 
 
-async def _start(decimal: int, thrift: ThriftDep, settings: SettingsDep) -> TaskCreated:
+async def _start(decimal: int, thrift: ThriftDep, settings: SettingsDep) -> Response:
     if not 1 <= decimal <= settings.MAX_DECIMAL:
         raise HTTPException(422, decimal_message(settings.MAX_DECIMAL))
     try:
@@ -35,19 +35,21 @@ async def _start(decimal: int, thrift: ThriftDep, settings: SettingsDep) -> Task
         r = await thrift.call("queueCalcPi", decimal, idempotent=False)
     except BadDecimal as exc:
         raise HTTPException(422, exc.message) from None
-    return TaskCreated(id=r.id, decimal=r.decimal, pushqtime=r.pushqtime)
+    # Validated and encoded once here; FastAPI would validate the returned model a second time.
+    body = TaskCreated(id=r.id, decimal=r.decimal, pushqtime=r.pushqtime).model_dump_json()
+    return Response(body, status_code=202, media_type="application/json")
 
 
 @router.get("/calcpi/{decimal}", status_code=202, response_model=TaskCreated, responses=_START_RESPONSES,
             summary="Start a calculation of pi (from a browser)")
-async def start_calc_get(decimal: DecimalPath, thrift: ThriftDep, settings: SettingsDep) -> TaskCreated:
+async def start_calc_get(decimal: DecimalPath, thrift: ThriftDep, settings: SettingsDep) -> Response:
     """Queue a Leibniz-series calculation of pi to `decimal` places; answers with the task's id."""
     return await _start(decimal, thrift, settings)
 
 
 @router.post("/calcpi/{decimal}", status_code=202, response_model=TaskCreated, responses=_START_RESPONSES,
              summary="Start a calculation of pi")
-async def start_calc_post(decimal: DecimalPath, thrift: ThriftDep, settings: SettingsDep) -> TaskCreated:
+async def start_calc_post(decimal: DecimalPath, thrift: ThriftDep, settings: SettingsDep) -> Response:
     """Queue a Leibniz-series calculation of pi to `decimal` places; answers with the task's id."""
     return await _start(decimal, thrift, settings)
 
