@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 # A cancellation request whose task file is gone is kept this long for a late message, then removed.
 _ORPHAN_CANCEL_AGE = 24 * 3600
 _STALE_TEMP_AGE = 3600
+_REFRESH_PER_SWEEP = 1000
 
 
 class Housekeeper(threading.Thread):
@@ -36,7 +37,9 @@ class Housekeeper(threading.Thread):
     def sweep(self) -> int:
         """One round; returns how many expired tasks were removed."""
         self.index.rescan()
-        self.index.refresh_live()  # listings refresh only a few per call: here, all of them
+        # Listings refresh only a few not-ended tasks per call; here more, the stalest first. Not
+        # all: a backlog of 20,000 waiting tasks would cost a second of reads every round.
+        self.index.refresh_live(_REFRESH_PER_SWEEP)
         # Requests left for messages that never arrived (a publish that was not confirmed).
         for task_id in self.index.store.orphan_cancels(time.time() - _ORPHAN_CANCEL_AGE):
             self.index.store.clear_cancel(task_id)
