@@ -4,6 +4,10 @@ Two conditions side by side, in ABBAAB order: the worker stopped (the figure iso
 gateway -> Thrift -> state file -> confirmed publish, and the queue depth afterwards proves every
 202 was really queued), and the worker consuming (as deployed: on two cores the worker's
 processes compete with the gateway and the tserver). The queue is purged after every run.
+
+Beneath it, the publishing layer alone, side by side in this process: the product's
+ConfirmedPublisher against Celery's own `apply_async` (confirm_publish on), 10 threads each, on a
+private queue, alternating ABAB.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from bench.lab import Lab
 from bench.load import LoadResult, Request, run_load, tool
 from bench.report import Section
 from bench.stack import purge_queue, queue_depth, start_worker, stop_worker
+from bench.publishing import publish_side_by_side
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +94,13 @@ def run(lab: Lab) -> Section:
                     passed=(value >= MIN_RATE) if judged else None, runs=rates, how=how)
         section.add(f"{condition}: p99", statistics.median(r.p99_ms for r in res), "ms",
                     runs=[r.p99_ms for r in res], how=how)
+    layer = publish_side_by_side(lab.broker_url, plan.enqueue_connections, plan.enqueue_seconds, plan.enqueue_runs)
+    for name, rates in layer.rates.items():
+        section.add(f"publish layer alone: {name}", statistics.median(rates), "msg/s", runs=rates,
+                    how=f"median of {len(rates)}; {plan.enqueue_connections} threads, {plan.enqueue_seconds} s each")
+    for name, cpu in layer.cpu_ms.items():
+        section.add(f"publish layer alone: {name} CPU per message", statistics.median(cpu), "ms", runs=cpu,
+                    how="this process's CPU (user + system) / messages confirmed")
     section.add("errors (non-202, socket)", errors, "", target="0", passed=errors == 0)
     section.others = [float(r["others %"]) for r in rows if "others %" in r]  # type: ignore[arg-type]
     section.add("202 answered but not queued", missing, "", target="0", passed=missing == 0)
