@@ -66,13 +66,7 @@ class TaskReader:
 
     def remember(self, record: calcResult) -> bytes:
         """Keep a record that just ended (e.g. the answer to a cancellation); its JSON body."""
-        read = _Read(record)
-        if record.status in FINAL_STATUSES:
-            self._final[record.id] = read
-            self._final.move_to_end(record.id)
-            while len(self._final) > self.max_entries:
-                self._final.popitem(last=False)
-        return read.body(self.render)
+        return self._keep(_Read(record)).body(self.render)
 
     async def _read(self, task_id: str) -> _Read:
         cached = self._final.get(task_id)
@@ -90,11 +84,13 @@ class TaskReader:
         return await asyncio.shield(pending)
 
     async def _fetch(self, task_id: str) -> _Read:
-        record = await self.thrift.call("getTaskStatus", task_id)
-        read = _Read(record)
-        if record.status in FINAL_STATUSES:
-            self._final[task_id] = read
-            self._final.move_to_end(task_id)
+        return self._keep(_Read(await self.thrift.call("getTaskStatus", task_id)))
+
+    def _keep(self, read: _Read) -> _Read:
+        """Cache `read` if its task has ended (bounded, least recently used out first)."""
+        if read.record.status in FINAL_STATUSES:
+            self._final[read.record.id] = read
+            self._final.move_to_end(read.record.id)
             while len(self._final) > self.max_entries:
                 self._final.popitem(last=False)
         return read

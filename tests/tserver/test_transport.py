@@ -641,6 +641,11 @@ HOSTILE = {
                          False, True),
     "framed-bad-version": (frame(b"\x80\x02\x00\x01" + b"\x00" * 30), False, True),
     "framed-truncated-inside": (frame(status_call()[:-5]), False, True),
+    # The same through a coroutine method (queueCalcPi is `async def` in Handler): decoded on the loop.
+    "async-method-string-1GB": (frame(call_header("queueCalcPi") + b"\x0b\x00\x01" + struct.pack("!i", 1 << 30)
+                                      + b"abc\x00"), False, True),
+    "async-method-truncated-inside": (frame(encode_call("queueCalcPi", RPCcelery.queueCalcPi_args(decimal=3))[:-3]),
+                                      False, True),
     "nesting-bomb": (call_header() + b"\x0c\x00\x01" * 500, False, True),
     "truncated-frame-then-close": (frame(status_call())[:20], True, True),
     "truncated-unframed-then-close": (status_call()[:20], True, True),

@@ -44,6 +44,16 @@ def _connector(broker_url: str, queue: str, **kwargs: object):  # noqa: ANN202
     return functools.partial(publishing.connect, queue, broker_url, **kwargs)
 
 
+def _counting(connect, connections: list):  # noqa: ANN001, ANN202
+    """`connect`, recording every connection it opens in `connections`."""
+    def counting_connect() -> tuple[amqp.Connection, amqp.Channel]:
+        conn, channel = connect()
+        connections.append(conn)
+        return conn, channel
+
+    return counting_connect
+
+
 def _get_all(broker_url: str, queue: str) -> list[amqp.Message]:
     conn, channel = publishing.connect(queue, broker_url)
     try:
@@ -155,14 +165,7 @@ def test_an_unroutable_message_is_refused_then_the_queue_is_declared_again(broke
 
 def test_a_connection_closed_by_the_broker_is_replaced(broker_url: str, queue_name: str) -> None:
     connections: list[amqp.Connection] = []
-    connect = _connector(broker_url, queue_name)
-
-    def counting_connect() -> tuple[amqp.Connection, amqp.Channel]:
-        conn, channel = connect()
-        connections.append(conn)
-        return conn, channel
-
-    publisher = ConfirmedPublisher(counting_connect)
+    publisher = ConfirmedPublisher(_counting(_connector(broker_url, queue_name), connections))
     try:
         publisher.publish(publishing.task_message(str(uuid.uuid4()), 1), exchange="", routing_key=queue_name,
                           timeout=5)
@@ -181,14 +184,7 @@ def test_heartbeats_keep_an_idle_connection(broker_url: str, queue_name: str) ->
     # With a 2 s heartbeat RabbitMQ sends a heartbeat frame every second; reading one must not
     # be taken for a broken connection (py-amqp's drain_events would wait for another frame).
     connections: list[amqp.Connection] = []
-    connect = _connector(broker_url, queue_name, heartbeat=2)
-
-    def counting_connect() -> tuple[amqp.Connection, amqp.Channel]:
-        conn, channel = connect()
-        connections.append(conn)
-        return conn, channel
-
-    publisher = ConfirmedPublisher(counting_connect)
+    publisher = ConfirmedPublisher(_counting(_connector(broker_url, queue_name, heartbeat=2), connections))
     try:
         publisher.publish(publishing.task_message(str(uuid.uuid4()), 1), exchange="", routing_key=queue_name,
                           timeout=5)
@@ -270,7 +266,7 @@ def test_enqueue_retries_what_was_not_sent_then_gives_up(queue_name: str, swap_p
     connect = _connector(f"amqp://guest:guest@127.0.0.1:{free_port()}//", queue_name)
 
     def counting_connect() -> tuple[amqp.Connection, amqp.Channel]:
-        attempts.append(1)
+        attempts.append(1)  # counted before it fails: _counting records only connections made
         return connect()
 
     swap_publisher(counting_connect)
