@@ -74,7 +74,7 @@ class RPCceleryHandler:
             self.store.request_cancel(state.id)
             self.store.delete_state(state.id)
             raise Unavailable(message="the task queue (RabbitMQ) is unavailable; try again shortly") from exc
-        self.index.add(state)
+        self._remember(state)
         return self.to_calc_result(state)
 
     def getTaskStatus(self, uuid: str) -> calcResult:  # noqa: A002 - the IDL's argument name
@@ -95,12 +95,15 @@ class RPCceleryHandler:
                 state = self._await_revoked(state)
         except StorageError as exc:
             raise Unavailable(message=str(exc)) from exc
-        self.index.add(state)
+        self._remember(state)
         return self.to_calc_result(state)
 
     def listTasks(self) -> list[calcResult]:
         """Every task, newest first."""
-        states, _ = self.index.page(0, max(len(self.index), 1))
+        try:
+            states, _ = self.index.page(0, max(len(self.index), 1))
+        except StorageError as exc:
+            raise Unavailable(message=str(exc)) from exc
         return [self.to_calc_result(s) for s in states]
 
     def listTaskPage(self, offset: int, limit: int, status: str) -> TaskPage:
@@ -111,7 +114,10 @@ class RPCceleryHandler:
             raise BadArgument(message=f"offset must be >= 0 and limit from 1 to {MAX_PAGE}")
         if status and status not in STATUSES:
             raise BadArgument(message=f"status must be one of {', '.join(STATUSES)}")
-        states, total = self.index.page(offset, limit, status or "")
+        try:
+            states, total = self.index.page(offset, limit, status or "")
+        except StorageError as exc:
+            raise Unavailable(message=str(exc)) from exc
         return TaskPage(tasks=[self.to_calc_result(s) for s in states], total=total)
 
     def getHostStatus(self) -> HostStatus:
@@ -135,6 +141,14 @@ class RPCceleryHandler:
             return False
         age = datetime.now(timezone.utc) - datetime.fromisoformat(state.heartbeat)
         return age.total_seconds() > self.stalled_after
+
+    def _remember(self, state: TaskState) -> None:
+        # The task's file is written and the answer is true: an index that cannot take it now
+        # (its temporary folder full, say) must not turn it into an error; the rescan adds it.
+        try:
+            self.index.add(state)
+        except StorageError as exc:
+            log.warning("task %s not indexed yet: %s", state.id, exc)
 
     def _read(self, task_id: str) -> TaskState:
         try:

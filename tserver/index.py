@@ -1,5 +1,5 @@
 """TaskIndex: what the Thrift server knows of the state folder, so a page of the task list costs the
-same at 100,000 tasks as at 1,000.
+same at 100,000 tasks as at 1,000, and the server's memory does not grow with the number of tasks.
 
 Reading every state file per listing costs ~44 us a file (440 ms at 10,000 tasks, FIELD-NOTES).
 The index keeps, per task, only its queue time, its status and (once ended) its stop time: the
@@ -7,21 +7,29 @@ files stay the one source of truth. A task that has ended never changes again, s
 waiting or running tasks are re-read, and only when a listing needs their status. A page's
 records are always read fresh from their files.
 
+The index lives in a private SQLite database (a temporary file that SQLite deletes when it is
+closed or the process ends) with a small page cache: its size on disk grows by ~200 bytes a task,
+the process's memory does not. It is rebuilt from the folder at every start, so there is no file of
+ours on disk to trust, migrate or repair; and it has no journal (an in-memory journal churned ~8 MB
+of heap at 100,000 tasks), so a write that fails midway marks it broken and the next rescan builds
+a new one.
+
 Tasks created by this server are added as they are created; a periodic rescan (see
-`TaskIndex.rescan`) picks up files that others added or removed, and drops expired results.
+`TaskIndex.rescan`) picks up files that others added or removed.
 """
 
 from __future__ import annotations
 
-import bisect
+import itertools
 import logging
+import sqlite3
 import threading
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
-from worker.errors import UnknownTask
+from worker.errors import StorageError, UnknownTask
 from worker.state import FINAL_STATUSES, StateStore, TaskState
 
 log = logging.getLogger(__name__)
@@ -32,58 +40,110 @@ _LIVE_REFRESH = 0.2
 # first); the housekeeper refreshes all of them in the background. So a filtered page costs the
 # same with a backlog of 5,000 waiting tasks as with none (each re-read is a file read, ~45 us).
 LIVE_REFRESH_BUDGET = 32
+# Work in the database is done in batches of this many ids, so no statement holds the lock (and a
+# start waiting on it on the event loop) for more than about a millisecond.
+_BATCH = 500
+# The page cache of the database, in KiB (SQLite's negative cache_size). The rest of the file is
+# in the kernel's page cache, which is not the process's memory.
+CACHE_KIB = 2048
+_MASK = (1 << 64) - 1
 
+_SCHEMA = f"""
+PRAGMA journal_mode = OFF;
+PRAGMA synchronous = OFF;
+PRAGMA cache_size = -{CACHE_KIB};
+PRAGMA temp_store = FILE;
+CREATE TABLE task (
+    id TEXT PRIMARY KEY,
+    queued REAL NOT NULL,   -- pushqtime as a POSIX timestamp
+    status TEXT NOT NULL,
+    stopped REAL,           -- stoptime as a POSIX timestamp, once ended
+    checked REAL            -- time.monotonic() of the last read while not ended; NULL once ended
+) WITHOUT ROWID;
+-- Each listing is a walk along one of these, and they hold every column it needs.
+CREATE INDEX task_newest ON task (queued, id, status);
+CREATE INDEX task_by_status ON task (status, queued, id);
+CREATE INDEX task_ended ON task (stopped) WHERE stopped IS NOT NULL;
+CREATE INDEX task_live ON task (checked) WHERE checked IS NOT NULL;
+-- How many tasks have each status, kept by triggers: a page's total is a lookup, not a count.
+CREATE TABLE tally (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TRIGGER task_added AFTER INSERT ON task BEGIN
+    INSERT INTO tally VALUES (new.status, 1) ON CONFLICT (status) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER task_removed AFTER DELETE ON task BEGIN
+    UPDATE tally SET n = n - 1 WHERE status = old.status;
+END;
+CREATE TRIGGER task_moved AFTER UPDATE OF status ON task WHEN old.status <> new.status BEGIN
+    UPDATE tally SET n = n - 1 WHERE status = old.status;
+    INSERT INTO tally VALUES (new.status, 1) ON CONFLICT (status) DO UPDATE SET n = n + 1;
+END;
+"""
 
-@dataclass(slots=True)
-class _Entry:
-    queued: float  # pushqtime as a POSIX timestamp
-    status: str
-    stopped: float | None  # stoptime as a POSIX timestamp, once final
-    checked: float  # time.monotonic() of the last read
+_INSERT = "INSERT OR IGNORE INTO task (id, queued, status, stopped, checked) VALUES (?, ?, ?, ?, ?)"
+_UPDATE = "UPDATE task SET queued = ?, status = ?, stopped = ?, checked = ? WHERE id = ?"
+_PAGE = "SELECT id, status FROM task ORDER BY queued DESC, id DESC LIMIT ? OFFSET ?"
+_PAGE_OF_STATUS = "SELECT id, status FROM task WHERE status = ? ORDER BY queued DESC, id DESC LIMIT ? OFFSET ?"
+_DUE = ("SELECT id FROM task WHERE checked IS NOT NULL AND checked < ? ORDER BY checked LIMIT ?")
+_EXPIRED = "SELECT id FROM task WHERE stopped IS NOT NULL AND stopped < ? ORDER BY stopped LIMIT ?"
 
 
 class TaskIndex:
-    """Newest-first paging over the tasks of one state folder."""
+    """Newest-first paging over the tasks of one state folder. Safe to share between threads."""
 
     def __init__(self, store: StateStore) -> None:
         self.store = store
         self._lock = threading.Lock()
-        self._entries: dict[str, _Entry] = {}
-        self._order: list[tuple[float, str]] = []  # ascending (queued, id)
-        # The same keys split by status, so a filtered page is a slice too, not a scan of every task.
-        self._by_status: dict[str, list[tuple[float, str]]] = {}
-        # Ids not yet final, the one whose status was read longest ago first.
-        self._live: OrderedDict[str, None] = OrderedDict()
+        self._db = _open()
+        # The sum of hash(id) over the indexed ids: with their number, a fingerprint of the set
+        # that `rescan` compares with the folder's without holding either set in memory.
+        self._id_sum = 0
+        self._broken = False
 
     def __len__(self) -> int:
-        return len(self._entries)
+        with self._lock, self._reading():
+            return self._total_locked("")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- changes ----------------------------------------------------------------------------------
 
     def add(self, state: TaskState) -> None:
         """Record a task (new or changed)."""
-        entry = _Entry(_timestamp(state.pushqtime), state.status, _stop_timestamp(state), time.monotonic())
-        with self._lock:
-            old = self._entries.get(state.id)
-            if old is not None and old.queued != entry.queued:
-                self._remove_locked(state.id)
-                old = None
-            self._entries[state.id] = entry
-            key = (entry.queued, state.id)
-            if old is None:
-                _insert(self._order, key)
-            elif old.status != entry.status:
-                _delete(self._by_status[old.status], key)
-            if old is None or old.status != entry.status:
-                _insert(self._by_status.setdefault(entry.status, []), key)
-            if state.is_final:
-                self._live.pop(state.id, None)
-            else:
-                self._live[state.id] = None
-                self._live.move_to_end(state.id)  # just read: the last to be due again
+        self.add_many((state,))
+
+    def add_many(self, states: Iterable[TaskState]) -> None:
+        """Record several tasks in one transaction."""
+        now = time.monotonic()
+        rows = [(s.id, _timestamp(s.pushqtime), s.status, _stop_timestamp(s), None if s.is_final else now)
+                for s in states]
+        if not rows:
+            return
+        added = []
+        with self._lock, self._transaction():
+            for row in rows:
+                if self._db.execute(_INSERT, row).rowcount:
+                    added.append(row[0])
+                else:
+                    self._db.execute(_UPDATE, (*row[1:], row[0]))
+            # Counted once the transaction is in: a failed one changed nothing.
+            self._id_sum = (self._id_sum + sum(map(hash, added))) & _MASK
 
     def discard(self, task_id: str) -> None:
         """Forget a task (its file was removed)."""
-        with self._lock:
-            self._remove_locked(task_id)
+        self.discard_many((task_id,))
+
+    def discard_many(self, task_ids: Iterable[str]) -> None:
+        """Forget several tasks."""
+        ids = list(task_ids)
+        if not ids:
+            return
+        with self._lock, self._transaction():
+            removed = [t for t in ids if self._db.execute("DELETE FROM task WHERE id = ?", (t,)).rowcount]
+            self._id_sum = (self._id_sum - sum(map(hash, removed))) & _MASK
+
+    # -- queries ----------------------------------------------------------------------------------
 
     def page(self, offset: int, limit: int, status: str = "") -> tuple[list[TaskState], int]:
         """Tasks [offset, offset+limit) newest first, optionally only one status; and how many match.
@@ -92,81 +152,143 @@ class TaskIndex:
         status since the index last saw it is left out, so a page may be a few short."""
         if status:
             self.refresh_live(LIVE_REFRESH_BUDGET)
-        with self._lock:
-            keys = self._by_status.get(status, []) if status else self._order
-            total = len(keys)
-            end = total - offset
-            ids = [tid for _, tid in reversed(keys[max(0, end - limit): max(0, end)])]
-        states = []
-        for task_id in ids:
+        with self._lock, self._reading():
+            if status:
+                rows = self._db.execute(_PAGE_OF_STATUS, (status, limit, offset)).fetchall()
+            else:
+                rows = self._db.execute(_PAGE, (limit, offset)).fetchall()
+            total = self._total_locked(status)
+        states, seen, gone = [], [], []
+        for task_id, known in rows:
             try:
                 state = self.store.read(task_id)
             except UnknownTask:  # removed since: the page is one short rather than wrong
-                self.discard(task_id)
+                gone.append(task_id)
                 continue
-            self.add(state)
+            if state.status != known or not state.is_final:
+                seen.append(state)  # an ended task that the index knows as ended costs no write
             if status and state.status != status:
                 continue
             states.append(state)
+        self.add_many(seen)
+        self.discard_many(gone)
         return states, total
 
-    def rescan(self) -> None:
-        """Bring the index in line with the folder: add new files, drop removed ones."""
-        on_disk = set(self.store.task_ids())
-        with self._lock:
-            known = set(self._entries)
-        for task_id in known - on_disk:
-            self.discard(task_id)
-        for task_id in on_disk - known:
-            try:
-                self.add(self.store.read(task_id))
-            except UnknownTask:
-                continue
+    def expired(self, cutoff: float, limit: int = 10_000) -> list[str]:
+        """Ids of ended tasks that stopped before `cutoff` (a POSIX timestamp), the oldest first, at
+        most `limit` of them."""
+        with self._lock, self._reading():
+            return [row[0] for row in self._db.execute(_EXPIRED, (cutoff, limit))]
 
-    def expired(self, cutoff: float) -> list[str]:
-        """Ids of ended tasks that stopped before `cutoff` (a POSIX timestamp)."""
-        with self._lock:
-            return [tid for tid, e in self._entries.items() if e.stopped is not None and e.stopped < cutoff]
+    # -- keeping up with the folder -----------------------------------------------------------------
 
     def refresh_live(self, budget: int | None = None) -> int:
         """Re-read tasks not yet ended whose status was seen over _LIVE_REFRESH ago (at most
         `budget` of them, those seen longest ago first); how many were read."""
-        now = time.monotonic()
-        due = []
-        with self._lock:
-            # _live is in the order of the last read, so the due ones are at its front.
-            for task_id in self._live:
-                if (budget is not None and len(due) >= budget) or now - self._entries[task_id].checked <= _LIVE_REFRESH:
-                    break
-                due.append(task_id)
-        for task_id in due:
-            try:
-                self.add(self.store.read(task_id))
-            except UnknownTask:
-                self.discard(task_id)
+        with self._lock, self._reading():
+            due = [row[0] for row in self._db.execute(
+                _DUE, (time.monotonic() - _LIVE_REFRESH, -1 if budget is None else budget))]
+        for batch in _batches(due, _BATCH):
+            self._read_into_index(batch)
         return len(due)
 
-    def _remove_locked(self, task_id: str) -> None:
-        entry = self._entries.pop(task_id, None)
-        if entry is None:
+    def rescan(self) -> None:
+        """Bring the index in line with the folder: add new files, drop removed ones (after a failed
+        write, into a new database).
+
+        One walk of the folder's names gives their number and a sum of their hashes; when both
+        equal the index's (before or after the walk: this server adds tasks meanwhile), the sets
+        are the same and nothing more is read. Otherwise the folder and the index are compared
+        in batches, each looked up in the other, so neither is held in memory whole."""
+        if self._broken:
+            self._rebuild()
+        before = self._fingerprint()
+        count = id_sum = 0
+        for task_id in self.store.iter_task_ids():
+            count += 1
+            id_sum += hash(task_id)
+        if (count, id_sum & _MASK) in (before, self._fingerprint()):
             return
-        self._live.pop(task_id, None)
-        key = (entry.queued, task_id)
-        _delete(self._order, key)
-        _delete(self._by_status[entry.status], key)
+        for batch in _batches(self.store.iter_task_ids(), _BATCH):
+            with self._lock, self._reading():
+                marks = ",".join("?" * len(batch))
+                known = {row[0] for row in self._db.execute(f"SELECT id FROM task WHERE id IN ({marks})", batch)}
+            self._read_into_index([t for t in batch if t not in known])
+        last = ""
+        while True:
+            with self._lock, self._reading():
+                batch = [row[0] for row in self._db.execute(
+                    "SELECT id FROM task WHERE id > ? ORDER BY id LIMIT ?", (last, _BATCH))]
+            if not batch:
+                return
+            last = batch[-1]
+            self.discard_many(t for t in batch if not self.store.exists(t))
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _read_into_index(self, task_ids: list[str]) -> None:
+        states, gone = [], []
+        for task_id in task_ids:
+            try:
+                states.append(self.store.read(task_id))
+            except UnknownTask:
+                gone.append(task_id)
+        self.add_many(states)
+        self.discard_many(gone)
+
+    def _rebuild(self) -> None:
+        with self._lock:
+            log.warning("rebuilding the task index after a failed write")
+            self._db.close()
+            self._db = _open()
+            self._id_sum = 0
+            self._broken = False
+
+    def _fingerprint(self) -> tuple[int, int]:
+        with self._lock, self._reading():
+            return self._total_locked(""), self._id_sum
+
+    def _total_locked(self, status: str) -> int:
+        if status:
+            row = self._db.execute("SELECT n FROM tally WHERE status = ?", (status,)).fetchone()
+            return row[0] if row else 0
+        return self._db.execute("SELECT coalesce(sum(n), 0) FROM tally").fetchone()[0]
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN ... COMMIT. With no journal a failure cannot be rolled back: the index is marked
+        broken (every call fails with StorageError until the next rescan rebuilds it)."""
+        with self._reading():
+            try:
+                self._db.execute("BEGIN")
+                yield
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._broken = True
+                raise
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        if self._broken:
+            raise StorageError("task index: being rebuilt after a failed write; try again shortly")
+        try:
+            yield
+        except sqlite3.Error as exc:  # the temporary folder is full or gone, say
+            raise StorageError(f"task index: {exc}") from exc
 
 
-def _insert(keys: list[tuple[float, str]], key: tuple[float, str]) -> None:
-    if not keys or key > keys[-1]:
-        keys.append(key)  # the common case: the newest task
-    else:
-        bisect.insort(keys, key)
+def _open() -> sqlite3.Connection:
+    # "" is SQLite's private temporary database: a file, unlinked when closed. One connection,
+    # used under the index's lock by whichever thread holds it.
+    db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+    db.executescript(_SCHEMA)
+    return db
 
 
-def _delete(keys: list[tuple[float, str]], key: tuple[float, str]) -> None:
-    i = bisect.bisect_left(keys, key)
-    if i < len(keys) and keys[i] == key:
-        del keys[i]
+def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    it = iter(items)
+    while batch := list(itertools.islice(it, size)):
+        yield batch
 
 
 def _timestamp(iso: str) -> float:

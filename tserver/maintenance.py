@@ -8,6 +8,7 @@ import threading
 import time
 
 from tserver.index import TaskIndex
+from worker.errors import StorageError
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +16,7 @@ log = logging.getLogger(__name__)
 _ORPHAN_CANCEL_AGE = 24 * 3600
 _STALE_TEMP_AGE = 3600
 _REFRESH_PER_SWEEP = 1000
+_EXPIRE_PER_BATCH = 1000
 
 
 class Housekeeper(threading.Thread):
@@ -31,7 +33,7 @@ class Housekeeper(threading.Thread):
         while not self._stop_event.wait(self.interval):
             try:
                 self.sweep()
-            except OSError as exc:  # a passing disk problem must not end housekeeping
+            except (OSError, StorageError) as exc:  # a passing disk problem must not end housekeeping
                 log.warning("housekeeping failed: %s", exc)
 
     def sweep(self) -> int:
@@ -47,13 +49,17 @@ class Housekeeper(threading.Thread):
         self.index.store.remove_stale_temp_files(time.time() - _STALE_TEMP_AGE)
         if not self.ttl:
             return 0
-        expired = self.index.expired(time.time() - self.ttl)
-        for task_id in expired:
-            self.index.store.delete(task_id)
-            self.index.discard(task_id)
-        if expired:
-            log.info("removed %d results older than RESULT_TTL=%gs", len(expired), self.ttl)
-        return len(expired)
+        removed = 0
+        cutoff = time.time() - self.ttl
+        # In batches, so a week's worth of results expiring at once is never one list in memory.
+        while expired := self.index.expired(cutoff, _EXPIRE_PER_BATCH):
+            for task_id in expired:
+                self.index.store.delete(task_id)
+            self.index.discard_many(expired)
+            removed += len(expired)
+        if removed:
+            log.info("removed %d results older than RESULT_TTL=%gs", removed, self.ttl)
+        return removed
 
     def stop(self) -> None:
         """Ask the thread to end after its current round."""

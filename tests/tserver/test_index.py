@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -13,8 +14,9 @@ from worker.state import PROGRESS, SUCCESS, WAITING, StateStore, TaskState
 
 
 def task(i: int, status: str = WAITING, stoptime: str | None = None) -> TaskState:
+    queued = datetime(2026, 11, 28, 3, tzinfo=timezone.utc) + timedelta(seconds=i)
     return TaskState(id=f"00000000-0000-4000-8000-{i:012d}", status=status, decimal=3,
-                     pushqtime=f"2026-11-28T03:{i // 60:02d}:{i % 60:02d}+00:00", stoptime=stoptime)
+                     pushqtime=queued.isoformat(), stoptime=stoptime)
 
 
 @pytest.fixture
@@ -158,3 +160,136 @@ def test_a_filtered_page_leaves_out_a_task_whose_status_changed(store: StateStor
     # Within _LIVE_REFRESH the index still counts it as PROGRESS; the page, read fresh, does not show it.
     page, _ = index.page(0, 10, PROGRESS)
     assert [s.id for s in page] == [task(2).id, task(0).id]
+
+
+def test_listings_walk_a_covering_index_and_never_sort(store: StateStore) -> None:
+    # A plan that scans the table or sorts in a temporary B-tree would cost O(tasks) per page.
+    from tserver import index as index_module
+
+    index = TaskIndex(store)
+    for sql, args in ((index_module._PAGE, (100, 0)), (index_module._PAGE_OF_STATUS, (SUCCESS, 100, 0)),
+                      (index_module._DUE, (0.0, 10)), (index_module._EXPIRED, (0.0, 10))):
+        plan = " / ".join(row[-1] for row in index._db.execute("EXPLAIN QUERY PLAN " + sql, args))
+        assert "TEMP B-TREE" not in plan and "USING" in plan and "INDEX" in plan, (sql, plan)
+    for sql in (index_module._PAGE, index_module._PAGE_OF_STATUS):
+        plan = " / ".join(row[-1] for row in index._db.execute("EXPLAIN QUERY PLAN " + sql, (SUCCESS, 1, 0)[-sql.count("?"):]))
+        assert "COVERING INDEX" in plan, plan
+
+
+def test_counts_follow_every_change(store: StateStore) -> None:
+    index = TaskIndex(store)
+    for i in range(10):
+        store.write(task(i))
+    index.rescan()
+    assert len(index) == 10 and index.page(0, 1, WAITING)[1] == 10
+    index.add(task(3, SUCCESS, "2026-11-28T04:00:00+00:00"))
+    index.add(task(3, SUCCESS, "2026-11-28T04:00:00+00:00"))  # the same again changes nothing
+    index.discard(task(4).id)
+    index.discard(task(4).id)
+    index.discard("not-an-indexed-id")
+    assert len(index) == 9
+    assert index.page(0, 1, WAITING)[1] == 8 and index.page(0, 1, SUCCESS)[1] == 1
+
+
+def test_a_rescan_of_an_unchanged_folder_reads_no_file(tmp_path: Path) -> None:
+    store = CountingStore(tmp_path)
+    for i in range(300):
+        store.write(task(i, SUCCESS, "2026-11-28T04:00:00+00:00"))
+    index = TaskIndex(store)
+    index.rescan()
+    assert len(index) == 300 and store.reads == 300
+    store.reads = 0
+    index.rescan()
+    assert store.reads == 0
+    # One removed and one added: the number is the same, the fingerprint is not.
+    store.delete(task(7).id)
+    store.write(task(1000))
+    index.rescan()
+    assert store.reads == 1 and len(index) == 300
+    ids = {s.id for s in index.page(0, 1000)[0]}
+    assert task(1000).id in ids and task(7).id not in ids
+
+
+def test_index_memory_does_not_grow_with_the_number_of_tasks(tmp_path: Path) -> None:
+    # The index lives in SQLite's temporary file; Python keeps nothing per task. The old
+    # in-memory index held ~500 bytes a task: 10 MB here.
+    import tracemalloc
+
+    store = StateStore(tmp_path)
+    n = 20_000
+    for i in range(n):
+        store.write(task(i, SUCCESS, "2026-11-28T04:00:00+00:00"))
+    index = TaskIndex(store)
+    tracemalloc.start()
+    try:
+        index.rescan()  # the first scan: every file read and added
+        grown, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        index.rescan()  # an unchanged folder: one walk of the names
+        _, walk_peak = tracemalloc.get_traced_memory()
+        page, total = index.page(n // 2, 100)
+    finally:
+        tracemalloc.stop()
+    assert len(index) == n and total == n and len(page) == 100
+    assert grown < 200_000, f"{grown} bytes kept after indexing {n} tasks"
+    assert walk_peak < 500_000, f"{walk_peak} bytes at the peak of a rescan of {n} files"
+
+
+def test_expiry_runs_in_batches_until_done(store: StateStore) -> None:
+    from tserver import maintenance
+
+    index = TaskIndex(store)
+    for i in range(2500):
+        store.write(task(i, SUCCESS, "2020-01-01T00:00:00+00:00"))
+    store.write(task(9999))
+    assert Housekeeper(index, interval=60, ttl=3600).sweep() == 2500 > maintenance._EXPIRE_PER_BATCH
+    assert store.task_ids() == [task(9999).id] and len(index) == 1
+
+
+def test_a_broken_index_is_a_storage_error_and_the_handler_answers_unavailable(store: StateStore) -> None:
+    from RPC.ttypes import Unavailable
+    from tserver.handler import RPCceleryHandler
+    from worker.errors import StorageError
+
+    index = TaskIndex(store)
+    store.write(task(1))
+    index.close()  # what a vanished temporary folder looks like to the caller
+    with pytest.raises(StorageError, match="task index"):
+        index.page(0, 10)
+    handler = RPCceleryHandler(store, enqueue=None, max_decimal=10, index=index)
+    with pytest.raises(Unavailable, match="task index"):
+        handler.listTaskPage(0, 10, "")
+    with pytest.raises(Unavailable):
+        handler.listTasks()
+    # The housekeeper logs it and carries on.
+    keeper = Housekeeper(index, interval=0.01, ttl=0)
+    keeper.start()
+    try:
+        time.sleep(0.1)
+        assert keeper.is_alive()
+    finally:
+        keeper.stop()
+        keeper.join(2)
+
+
+def test_a_write_that_fails_midway_is_rebuilt_by_the_next_rescan(store: StateStore) -> None:
+    from worker.errors import StorageError
+
+    index = TaskIndex(store)
+    for i in range(5):
+        store.write(task(i))
+    index.rescan()
+    # The temporary folder fills up: SQLite refuses to grow the file past its current size.
+    pages = index._db.execute("PRAGMA page_count").fetchone()[0]
+    index._db.execute(f"PRAGMA max_page_count = {pages}")
+    more = [task(i) for i in range(5, 2005)]
+    for state in more:
+        store.write(state)
+    with pytest.raises(StorageError, match="full"):
+        index.add_many(more)
+    with pytest.raises(StorageError, match="rebuilt"):
+        index.page(0, 10)
+    index.rescan()
+    page, total = index.page(0, 3)
+    assert total == 2005 and [s.id for s in page] == [task(i).id for i in (2004, 2003, 2002)]
+    assert index.page(0, 1, WAITING)[1] == 2005
