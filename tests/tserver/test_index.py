@@ -208,6 +208,13 @@ def test_a_rescan_of_an_unchanged_folder_reads_no_file(tmp_path: Path) -> None:
     assert store.reads == 1 and len(index) == 300
     ids = {s.id for s in index.page(0, 1000)[0]}
     assert task(1000).id in ids and task(7).id not in ids
+    # The housekeeper's rescans compare the whole folder at most once a window.
+    store.write(task(1001))
+    store.reads = 0
+    index.rescan(at_most_every=60)
+    assert store.reads == 0 and len(index) == 300, "a comparison ran moments ago"
+    index.rescan()
+    assert store.reads == 1 and len(index) == 301
 
 
 def test_index_memory_does_not_grow_with_the_number_of_tasks(tmp_path: Path) -> None:
