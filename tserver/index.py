@@ -129,7 +129,7 @@ class TaskIndex:
                     added.append(row[0])
                 else:
                     self._db.execute(_UPDATE, (*row[1:], row[0]))
-            # Counted once the transaction is in: a failed one changed nothing.
+            # (A failed transaction marks the index broken: it is rebuilt, this sum with it.)
             self._id_sum = (self._id_sum + sum(map(hash, added))) & _MASK
 
     def discard(self, task_id: str) -> None:
