@@ -10,9 +10,11 @@ records are always read fresh from their files.
 The index lives in a private SQLite database (a temporary file that SQLite deletes when it is
 closed or the process ends) with a small page cache: its size on disk grows by ~200 bytes a task,
 the process's memory does not. It is rebuilt from the folder at every start, so there is no file of
-ours on disk to trust, migrate or repair; and it has no journal (an in-memory journal churned ~8 MB
-of heap at 100,000 tasks), so a write that fails midway marks it broken and the next rescan builds
-a new one.
+ours on disk to trust, migrate or repair. Nothing in it needs to survive a crash, so it has no
+journal (an in-memory one churned ~8 MB of heap at 100,000 tasks) and all its work is one
+transaction that is never committed: pages reach the file only when the cache is full, not at
+every change. A write that fails midway therefore marks it broken, and the next rescan builds a
+new one.
 
 Tasks created by this server are added as they are created; a periodic rescan (see
 `TaskIndex.rescan`) picks up files that others added or removed.
@@ -116,14 +118,14 @@ class TaskIndex:
         self.add_many((state,))
 
     def add_many(self, states: Iterable[TaskState]) -> None:
-        """Record several tasks in one transaction."""
+        """Record several tasks (new or changed)."""
         now = time.monotonic()
         rows = [(s.id, _timestamp(s.pushqtime), s.status, _stop_timestamp(s), None if s.is_final else now)
                 for s in states]
         if not rows:
             return
         added = []
-        with self._lock, self._transaction():
+        with self._lock, self._writing():
             for row in rows:
                 if self._db.execute(_INSERT, row).rowcount:
                     added.append(row[0])
@@ -141,7 +143,7 @@ class TaskIndex:
         ids = list(task_ids)
         if not ids:
             return
-        with self._lock, self._transaction():
+        with self._lock, self._writing():
             removed = [t for t in ids if self._db.execute("DELETE FROM task WHERE id = ?", (t,)).rowcount]
             self._id_sum = (self._id_sum - sum(map(hash, removed))) & _MASK
 
@@ -263,14 +265,12 @@ class TaskIndex:
         return self._db.execute("SELECT coalesce(sum(n), 0) FROM tally").fetchone()[0]
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """BEGIN ... COMMIT. With no journal a failure cannot be rolled back: the index is marked
-        broken (every call fails with StorageError until the next rescan rebuilds it)."""
+    def _writing(self) -> Iterator[None]:
+        """With no journal a failed change cannot be rolled back: the index is marked broken
+        (every call fails with StorageError until the next rescan rebuilds it)."""
         with self._reading():
             try:
-                self._db.execute("BEGIN")
                 yield
-                self._db.execute("COMMIT")
             except BaseException:
                 self._broken = True
                 raise
@@ -290,6 +290,7 @@ def _open() -> sqlite3.Connection:
     # used under the index's lock by whichever thread holds it.
     db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
     db.executescript(_SCHEMA)
+    db.execute("BEGIN")  # never committed: see the module's docstring
     return db
 
 
