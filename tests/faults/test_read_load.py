@@ -1,5 +1,6 @@
-"""10,000 reads of a running task through the gateway while its worker keeps rewriting the state file:
-not one error, not one torn file, and progress never goes backwards for any reader."""
+"""At least 10,000 reads (for at least 3 s) of a running task through the gateway while its worker
+keeps rewriting the state file: not one error, not one torn file, and progress never goes backwards
+for any reader."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ pytestmark = pytest.mark.timeout(180)
 
 READS = 10_000
 CLIENTS = 4
+# The worker rewrites the file every 0.1 s: reading for at least this long sees ~30 versions of it,
+# however fast this machine serves the 10,000 reads.
+MIN_SECONDS = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +39,10 @@ def test_ten_thousand_reads_while_the_worker_writes(stack: FaultStack) -> None:
 
     def reader(n: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", stack.api_port, timeout=5)
+        done = 0
         try:
-            for _ in range(READS // CLIENTS):
+            while done < READS // CLIENTS or time.monotonic() - started < MIN_SECONDS:
+                done += 1
                 try:
                     conn.request("GET", f"/task/{task_id}")
                     response = conn.getresponse()
@@ -55,7 +61,7 @@ def test_ten_thousand_reads_while_the_worker_writes(stack: FaultStack) -> None:
             conn.close()
 
     threads = [threading.Thread(target=reader, args=(n,)) for n in range(CLIENTS)]
-    started = time.monotonic()
+    started = time.monotonic()  # read by the readers: set before they start
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -68,7 +74,7 @@ def test_ten_thousand_reads_while_the_worker_writes(stack: FaultStack) -> None:
     print(f"{reads} reads by {CLIENTS} clients in {took:.1f} s ({reads / took:.0f}/s); "
           f"{len(progress_values)} distinct progress values seen; statuses {sorted(statuses)}")
     assert not errors, f"{len(errors)} failed reads, e.g. {errors[:5]}"
-    assert reads == READS
+    assert reads >= READS
     # A torn or half-written file would read as FAILURE ("corrupt"): only these two may be seen.
     assert statuses <= {"PROGRESS", "SUCCESS"}, statuses
     assert len(progress_values) >= 15, "the worker hardly wrote during the run: the test proves nothing"
