@@ -132,7 +132,7 @@ class TaskIndex:
                 else:
                     self._db.execute(_UPDATE, (*row[1:], row[0]))
             # (A failed transaction marks the index broken: it is rebuilt, this sum with it.)
-            self._id_sum = (self._id_sum + sum(map(hash, added))) & _MASK
+            self._id_sum = (self._id_sum + _hash_sum(added)) & _MASK
 
     def discard(self, task_id: str) -> None:
         """Forget a task (its file was removed)."""
@@ -145,7 +145,7 @@ class TaskIndex:
             return
         with self._lock, self._writing():
             removed = [t for t in ids if self._db.execute("DELETE FROM task WHERE id = ?", (t,)).rowcount]
-            self._id_sum = (self._id_sum - sum(map(hash, removed))) & _MASK
+            self._id_sum = (self._id_sum - _hash_sum(removed)) & _MASK
 
     # -- queries ----------------------------------------------------------------------------------
 
@@ -210,7 +210,7 @@ class TaskIndex:
             self._rebuild()
         before = self._fingerprint()
         count = id_sum = 0
-        for task_id in self.store.iter_task_ids():
+        for task_id in self.store.iter_task_ids():  # a loop, not a list: one name at a time
             count += 1
             id_sum += hash(task_id)
         if (count, id_sum & _MASK) in (before, self._fingerprint()):
@@ -292,6 +292,11 @@ def _open() -> sqlite3.Connection:
     db.executescript(_SCHEMA)
     db.execute("BEGIN")  # never committed: see the module's docstring
     return db
+
+
+def _hash_sum(ids: Iterable[str]) -> int:
+    """The ids' part of the fingerprint (str hashes are stable within one process)."""
+    return sum(map(hash, ids))
 
 
 def _batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
