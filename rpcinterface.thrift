@@ -14,6 +14,39 @@ namespace py RPC
 /** Smallest number of decimals startCalcPi accepts. */
 const i8 MIN_DECIMAL = 1
 
+/** Largest number of decimals any deployment may allow (its own limit, MAX_DECIMAL, is at most this). */
+const i8 MAX_SUPPORTED_DECIMAL = 12
+
+/** The limit a deployment allows unless configured otherwise (MAX_DECIMAL). */
+const i8 DEFAULT_MAX_DECIMAL = 10
+
+/** Default number of tasks on a page of listTaskPage. */
+const i32 DEFAULT_PAGE = 100
+
+/** Largest number of tasks on a page of listTaskPage. */
+const i32 MAX_PAGE = 1000
+
+/** calcResult.status: queued, no worker has started it yet. */
+const string WAITING = "WAITING"
+
+/** calcResult.status: a worker is computing it. */
+const string PROGRESS = "PROGRESS"
+
+/** calcResult.status: done; the digits are proven. */
+const string SUCCESS = "SUCCESS"
+
+/** calcResult.status: ended without a result; calcResult.error says why. */
+const string FAILURE = "FAILURE"
+
+/** calcResult.status: cancelled (cancelTask, or a start the broker did not confirm in time). */
+const string REVOKED = "REVOKED"
+
+/** Every status, in the order a task can go through them. */
+const list<string> STATUSES = ["WAITING", "PROGRESS", "SUCCESS", "FAILURE", "REVOKED"]
+
+/** The statuses of a task that has ended: it never changes again. */
+const set<string> FINAL_STATUSES = ["SUCCESS", "FAILURE", "REVOKED"]
+
 /** CPU usage of the compute host. */
 struct CpuStatus {
   /** Utilisation of all CPUs in percent, 0..100, sampled since the previous call. */

@@ -13,3 +13,24 @@ from thrift.TRecursive import fix_spec
 import sys
 from .ttypes import *
 MIN_DECIMAL = 1
+MAX_SUPPORTED_DECIMAL = 12
+DEFAULT_MAX_DECIMAL = 10
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+WAITING = "WAITING"
+PROGRESS = "PROGRESS"
+SUCCESS = "SUCCESS"
+FAILURE = "FAILURE"
+REVOKED = "REVOKED"
+STATUSES = [
+    "WAITING",
+    "PROGRESS",
+    "SUCCESS",
+    "FAILURE",
+    "REVOKED",
+]
+FINAL_STATUSES = set((
+    "SUCCESS",
+    "FAILURE",
+    "REVOKED",
+))
