@@ -5,12 +5,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test gen install bench soak clean docs
+.PHONY: run test check gen install bench soak clean docs
 
 $(STAMP): pyproject.toml setup.py worker/_leibniz.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,check]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -23,6 +23,12 @@ run: $(STAMP)
 test: $(STAMP)
 	bash scripts/ensure-rabbitmq.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Lint, format check and strict type check (configured in pyproject.toml).
+check: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 ## Regenerate gen-py/ from rpcinterface.thrift (Debian: apt-get install thrift-compiler).
 gen:

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import psutil
 
 from bench.stack import processes
-from tests.e2e.stack import Stack
+from testing.stack import Stack
 
 
 def _cpu_seconds(procs: dict[str, psutil.Process]) -> dict[str, float]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from bench.memory import MemoryWatch
 from bench.plan import Plan
 from bench.stack import running_stack
-from tests.e2e.stack import Stack
+from testing.stack import Stack
 
 log = logging.getLogger(__name__)
 

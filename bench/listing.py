@@ -21,8 +21,8 @@ from bench.lab import Lab
 from bench.report import Section
 from bench.seed import seed_tasks
 from bench.stack import StackError, StackTimeout
-from tserver.index import CACHE_KIB
-from worker.state import FAILURE
+from state.files_schema import CACHE_KIB
+from state.records import FAILURE
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +123,10 @@ def run(lab: Lab) -> Section:
         per_task = growth * 1e6 / (largest - smallest)
         section.add("tserver RSS per task on disk", per_task, "bytes", how="growth / tasks added")
     section.notes += [
-        "Task files written with worker.state.StateStore before the product starts (90% SUCCESS, 5% FAILURE, "
+        "Task files written with state.files.FileStore before the product starts (90% SUCCESS, 5% FAILURE, "
         "3% WAITING, 2% PROGRESS, shuffled); a fresh product per size. One warm-up request, then "
         f"{plan.listing_runs} rounds of the three queries, one at a time on one keep-alive connection.",
-        "The product adds one task of its own at start-up (the readiness check of tests/e2e/stack.py).",
+        "The product adds one task of its own at start-up (the readiness check of testing/stack.py).",
         "\"Memory that does not grow with the number of tasks\": the index is a private SQLite file with a "
         f"{_CACHE_MIB:g} MiB page cache (tserver/index.py), so the tserver keeps nothing per task in memory; the "
         f"growth target of {MAX_GROWTH_MB:g} MB is that cache plus allocator slack. The in-memory index this "

@@ -75,7 +75,7 @@ def describe(now: datetime | None = None) -> dict[str, str]:
         "OS": f"{platform.system()} {platform.release()}",
         "Python": platform.python_version(),
         "load generator": load_generator(),
-        "product": "started as `make run` does (supervisord.conf + `python -m app`) by tests/e2e/stack.py: "
+        "product": "started as `make run` does (supervisord.conf + `python -m app`) by testing/stack.py: "
                    "WORKER_CONCURRENCY=2, DEMO_MIN_SECONDS=0, every other setting at its default",
         "report written": now.isoformat(timespec="seconds"),
     }

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import psutil
 
 from bench.stack import processes, rss_mb
-from tests.e2e.stack import Stack
+from testing.stack import Stack
 
 log = logging.getLogger(__name__)
 

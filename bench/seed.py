@@ -1,4 +1,4 @@
-"""Tasks written straight into a state folder with the product's own StateStore, before it starts.
+"""Tasks written straight into a state folder with the product's own FileStore, before it starts.
 
 Going through the API would take minutes for 100,000 tasks and would run them all; the listing
 only needs realistic files: mostly finished tasks, some failed, waiting and running ones, queued
@@ -15,7 +15,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from bench.digits import expected_digits
-from worker.state import FAILURE, PROGRESS, SUCCESS, WAITING, StateStore, TaskState
+from state.files import FileStore
+from state.records import FAILURE, PROGRESS, SUCCESS, WAITING, TaskState
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def seed_tasks(folder: Path, count: int, seed: int = 20261128) -> Counter[str]:
     # One task every 3 s on average, the newest a minute ago: older than anything the run adds.
     pushes = [now - timedelta(seconds=60 + 3 * i + rng.random()) for i in range(count)]
     rng.shuffle(pushes)
-    store = StateStore(folder)
+    store = FileStore(folder)
     counts: Counter[str] = Counter()
     for i, pushed in enumerate(pushes):
         state = _task(rng, pushed)
@@ -63,7 +64,7 @@ def seed_tasks(folder: Path, count: int, seed: int = 20261128) -> Counter[str]:
 
 def seed_ids(folder: Path, status: str = SUCCESS, limit: int = 64) -> list[str]:
     """Ids of up to `limit` seeded tasks with `status` (read back through the store)."""
-    store = StateStore(folder)
+    store = FileStore(folder)
     ids = []
     for task_id in sorted(store.task_ids()):
         if store.read(task_id).status == status:

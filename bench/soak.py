@@ -20,7 +20,8 @@ from bench.load import LoadResult, Request, run_load, tool
 from bench.report import Section
 from bench.seed import seed_ids, seed_tasks
 from bench.stack import queue_depth
-from worker.state import SUCCESS, StateStore
+from state.files import FileStore
+from state.records import SUCCESS
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def _tasks_since(stack, since: datetime) -> Counter[str]:  # noqa: ANN001 - test
     deadline = time.monotonic() + _DRAIN_SECONDS
     while queue_depth(stack) and time.monotonic() < deadline:
         time.sleep(0.5)
-    store = StateStore(stack.state_dir)
+    store = FileStore(stack.state_dir)
     counts: Counter[str] = Counter()
     pending_deadline = time.monotonic() + 10
     for state in store.read_all():

@@ -1,4 +1,4 @@
-"""The product under test: tests/e2e/stack.py's Stack (the real supervisord.conf, the real gateway),
+"""The product under test: testing/stack.py's Stack (the real supervisord.conf, the real gateway),
 started in a temporary folder, optionally with state files written before it starts, and the
 handles the benchmarks need on it: its processes, its queue, its worker.
 """
@@ -15,15 +15,13 @@ from pathlib import Path
 
 import httpx
 import psutil
-import pytest
 
-from tests.conftest import wait_for
-from tests.e2e.stack import Stack
+from testing.waiting import WaitTimeout, wait_for
+from testing.stack import Stack
 
 log = logging.getLogger(__name__)
 
-# tests/conftest.py's wait_for reports a time-out with pytest.fail, whose exception is a BaseException.
-StackTimeout = pytest.fail.Exception
+StackTimeout = WaitTimeout
 
 # A tserver indexing 100,000 task files takes seconds before it listens.
 _TSERVER_START_SECONDS = 120

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path
 
 import psutil
 
@@ -16,15 +15,15 @@ def prime_cpu_percent() -> None:
     psutil.cpu_percent(interval=None)
 
 
-def host_status(state_dir: Path) -> HostStatus:
-    """CPU, memory, disk of the state folder, host name and address."""
+def host_status(disk_path: str) -> HostStatus:
+    """CPU, memory, the disk holding `disk_path`, host name and address (blocking: a DNS lookup)."""
     hostname = socket.gethostname()
     try:
         ip = socket.gethostbyname(hostname)
     except OSError:
         ip = "127.0.0.1"
     memory = psutil.virtual_memory()
-    disk = psutil.disk_usage(str(state_dir))
+    disk = psutil.disk_usage(disk_path)
     return HostStatus(
         hostname=hostname,
         ip=ip,
@@ -34,5 +33,5 @@ def host_status(state_dir: Path) -> HostStatus:
             load_average=[float(x) for x in os.getloadavg()],
         ),
         memory=MemoryStatus(total=memory.total, available=memory.available, percent=float(memory.percent)),
-        disk=DiskStatus(path=str(state_dir), total=disk.total, free=disk.free, percent=float(disk.percent)),
+        disk=DiskStatus(path=disk_path, total=disk.total, free=disk.free, percent=float(disk.percent)),
     )

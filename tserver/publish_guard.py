@@ -14,11 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from worker.errors import QueueUnavailable
-
-
-class PublishOverdue(QueueUnavailable):
-    """The broker confirmed the message, but later than the caller could wait."""
+from tserver.errors import PublishOverdue, QueueUnavailable
 
 
 class PublishGuard:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from RPC import RPCcelery
-from tserver.config import load_settings
+from state.backends import describe, open_catalog
+from state.config import StateSettings, load
+from tserver.config import ServerSettings
 from tserver.handler import RPCceleryHandler
 from tserver.hostinfo import prime_cpu_percent
-from tserver.index import TaskIndex
-from tserver.maintenance import Housekeeper
+from tserver.housekeeping import Housekeeper
 from tserver.publish_guard import PublishGuard
-from tserver.transport import ServerLimits, run
-from worker.state import StateStore
+from tserver.publishing import TaskPublisher
+from tserver.runtime import ServerLimits, run
 
 log = logging.getLogger(__name__)
 
@@ -24,42 +27,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port-file", help="write the bound port to this file once listening")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s tserver %(levelname)s %(name)s: %(message)s")
+    settings = load(ServerSettings)
+    state_settings = load(StateSettings)
+    catalog = open_catalog(state_settings, ttl=settings.RESULT_TTL, threads=settings.TSERVER_WORKERS)
+    publisher = TaskPublisher(settings.BROKER_URL, settings.CELERY_QUEUE, timeout=settings.PUBLISH_TIMEOUT,
+                              retries=settings.PUBLISH_RETRIES)
+    # Each attempt waits at most PUBLISH_TIMEOUT. Under the gateway's THRIFT_TIMEOUT (4.5 s), so the
+    # server knows it failed before the user does.
+    deadline = settings.PUBLISH_TIMEOUT * (1 + settings.PUBLISH_RETRIES) + 0.5
+    handler = RPCceleryHandler(catalog, publisher.publish_calc_pi, settings.MAX_DECIMAL,
+                               stalled_after=settings.STALLED_AFTER, guard=PublishGuard(deadline=deadline),
+                               disk_path=str(state_settings.STATE_DIR))
 
-    settings = load_settings()
-    # Importing the queue builds the Celery app, which reads and checks the shared settings.
-    from worker.queue import close_publisher, enqueue_calc_pi, settings as worker_settings
+    @asynccontextmanager
+    async def on_the_loop() -> AsyncIterator[None]:
+        """What runs beside the server on its loop: housekeeping; closed connections at the end."""
+        housekeeper = Housekeeper(catalog, settings.HOUSEKEEPING_INTERVAL)
+        try:
+            # One round before serving: for the files backend it builds the task index.
+            await catalog.housekeep()
+            housekeeper.start()
+            yield
+        finally:
+            await housekeeper.stop()
+            await publisher.close()
+            await catalog.close()
 
-    store = StateStore(worker_settings.STATE_DIR)
-    index = TaskIndex(store)
-    housekeeper = Housekeeper(index, settings.HOUSEKEEPING_INTERVAL, settings.RESULT_TTL)
-    # One round before serving: its rescan is the first, so it compares the whole folder and
-    # builds the index (a second walk of 100,000 names would cost ~100 ms more).
-    housekeeper.sweep()
-    log.info("indexed %d tasks in %s", len(index), store.folder)
-    housekeeper.start()
-    # Each attempt waits at most PUBLISH_TIMEOUT. Under the gateway's THRIFT_TIMEOUT (4.5 s), so
-    # the server knows it failed before the user does.
-    publish_deadline = worker_settings.PUBLISH_TIMEOUT * (1 + worker_settings.PUBLISH_RETRIES) + 0.5
-    handler = RPCceleryHandler(store, enqueue_calc_pi, worker_settings.MAX_DECIMAL,
-                               stalled_after=settings.STALLED_AFTER, index=index,
-                               guard=PublishGuard(deadline=publish_deadline))
     prime_cpu_percent()
-    limits = ServerLimits(
-        workers=settings.TSERVER_WORKERS,
-        idle_timeout=settings.TSERVER_IDLE_TIMEOUT,
-        max_connections=settings.TSERVER_MAX_CONNECTIONS,
-        # One small state-file read each: cheaper on the loop than a hop to a pool thread. Calls
-        # that can wait on the broker, or read many files, stay in the pool.
-        inline_methods=frozenset({"getTaskStatus", "getHostStatus"}),
-        # The starts (queueCalcPi, startCalcPi) are coroutines that wait for RabbitMQ on the loop.
-        # cancelTask waits for a worker: it gets threads of its own, so reads never queue behind it.
-        slow_methods=frozenset({"cancelTask"}),
-    )
-    log.info("serving RPCcelery on %s:%s (state in %s, queue %s)", settings.TSERVER_HOST,
-             settings.TSERVER_PORT, worker_settings.STATE_DIR, worker_settings.CELERY_QUEUE)
-    try:
-        run(RPCcelery.Processor(handler), settings.TSERVER_HOST, settings.TSERVER_PORT, limits,
-            port_file=args.port_file)
-    finally:
-        housekeeper.stop()
-        close_publisher()
+    limits = ServerLimits(idle_timeout=settings.TSERVER_IDLE_TIMEOUT, max_connections=settings.TSERVER_MAX_CONNECTIONS)
+    log.info("serving RPCcelery on %s:%s (state: %s, queue %s)", settings.TSERVER_HOST, settings.TSERVER_PORT,
+             describe(state_settings), settings.CELERY_QUEUE)
+    run(RPCcelery.Processor(handler), settings.TSERVER_HOST, settings.TSERVER_PORT, limits,
+        port_file=args.port_file, resources=on_the_loop)

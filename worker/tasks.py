@@ -7,15 +7,15 @@ import time
 
 from celery import Task
 
+from state.backends import open_store
+from state.errors import StorageError, UnknownTask
+from state.records import FAILURE, PROGRESS, REVOKED, SUCCESS, WAITING, TaskState, check_task_id, utcnow
 from worker import leibniz
-from worker.app import app, settings
-from worker.errors import StorageError, UnknownTask
-from worker.state import (FAILURE, PROGRESS, REVOKED, SUCCESS, WAITING, StateStore, TaskState, check_task_id,
-                          utcnow)
+from worker.app import app, settings, state_settings
 
 log = logging.getLogger(__name__)
 
-store = StateStore(settings.STATE_DIR)
+store = open_store(state_settings)
 
 # Progress shown while running stays below 100: 100 means the digits are proven (SUCCESS).
 _RUNNING_CEILING = 99.9
@@ -35,7 +35,7 @@ _PACE_TICK = 0.1
 _STORAGE_RETRIES = 6
 
 
-@app.task(name="worker.calc_pi", bind=True)
+@app.task(name="worker.calc_pi", bind=True)  # type: ignore[untyped-decorator]  # Celery has no type hints
 def calc_pi(self: Task, task_id: str, decimal: int) -> None:
     """Compute pi to `decimal` places, writing progress to the state file as it goes."""
     try:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.stack import Stack, running_stack
+from testing.stack import Stack, running_stack
 
 
 @pytest.fixture(scope="session")

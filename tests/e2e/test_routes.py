@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from tests.conftest import wait_for
-from tests.e2e.stack import Stack
+from testing.waiting import wait_for
+from testing.stack import Stack
 
 PI = "3.14159265358979323846264338327950288419716939937510"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")

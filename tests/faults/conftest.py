@@ -19,9 +19,9 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import wait_for
-from tests.e2e.stack import Stack
-from worker.state import FINAL_STATUSES, TaskState
+from testing.waiting import wait_for
+from testing.stack import Stack
+from state.records import FINAL_STATUSES, TaskState
 
 PI_10 = "3.1415926536"
 

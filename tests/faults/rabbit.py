@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import free_port
+from testing.waiting import free_port
 
 # Debian's /usr/sbin wrappers re-run the scripts as the rabbitmq user through `su`, which would lose
 # this node's environment and could not write its root-owned temporary folder: call the real ones.

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import wait_for
+from testing.waiting import wait_for
 from tests.faults.conftest import (FaultStack, assert_state_files_sound, program_pid, running_stack, start_task,
                                    task, wait_ended)
 from tests.faults.rabbit import PrivateRabbit

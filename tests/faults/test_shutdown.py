@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import wait_for
+from testing.waiting import wait_for
 from tests.e2e.test_routes import rounded_pi
 from tests.faults.conftest import (FaultStack, alive, assert_state_files_sound, program_pid, queue_depth,
                                    running_stack, start_task, state_file, task, wait_ended, wait_running)

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.e2e.stack import BIN
+from testing.stack import BIN
 from tests.faults.conftest import FaultStack, program_pid, running_stack
 
 pytestmark = pytest.mark.timeout(120)

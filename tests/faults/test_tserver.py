@@ -22,7 +22,7 @@ from thrift.protocol import TBinaryProtocol
 from thrift.transport import TSocket, TTransport
 
 from RPC import RPCcelery
-from tests.conftest import wait_for
+from testing.waiting import wait_for
 from tests.faults.conftest import (FaultStack, program_pid, program_state, rss_mb, running_stack, start_task,
                                    wait_ended, wait_restarted)
 

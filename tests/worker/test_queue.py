@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import amqp
 import pytest
 
-from tests.conftest import free_port, wait_for
+from testing.waiting import free_port, wait_for
 from worker import queue as publishing
 from worker.app import app
 from worker.errors import NotPublished, QueueUnavailable

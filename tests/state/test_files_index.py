@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from tserver.index import TaskIndex
-from tserver.maintenance import Housekeeper
-from worker.state import PROGRESS, SUCCESS, WAITING, StateStore, TaskState
+from state.files import FileStore
+from state.files_catalog import FileCatalog
+from state.files_housekeeping import sweep
+from state.files_index import TaskIndex
+from state.records import PROGRESS, SUCCESS, WAITING, TaskState
+from tserver.housekeeping import Housekeeper
+
+
+def task_ids(store: FileStore) -> list[str]:
+    return list(store.iter_task_ids())
 
 
 def task(i: int, status: str = WAITING, stoptime: str | None = None) -> TaskState:
@@ -20,11 +28,11 @@ def task(i: int, status: str = WAITING, stoptime: str | None = None) -> TaskStat
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> StateStore:
-    return StateStore(tmp_path)
+def store(tmp_path: Path) -> FileStore:
+    return FileStore(tmp_path)
 
 
-def test_pages_are_newest_first(store: StateStore) -> None:
+def test_pages_are_newest_first(store: FileStore) -> None:
     for i in range(250):
         store.write(task(i, SUCCESS if i % 2 else WAITING, "2026-11-28T04:00:00+00:00" if i % 2 else None))
     index = TaskIndex(store)
@@ -38,7 +46,7 @@ def test_pages_are_newest_first(store: StateStore) -> None:
     assert total == 125 and [s.id for s in page] == [task(i).id for i in (229, 227, 225, 223, 221)]
 
 
-def test_status_filter_sees_a_change_made_by_the_worker(store: StateStore) -> None:
+def test_status_filter_sees_a_change_made_by_the_worker(store: FileStore) -> None:
     index = TaskIndex(store)
     index.add(task(1))
     store.write(task(1).evolve(status=PROGRESS))
@@ -47,7 +55,7 @@ def test_status_filter_sees_a_change_made_by_the_worker(store: StateStore) -> No
     assert index.page(0, 10, WAITING)[1] == 0
 
 
-def test_rescan_picks_up_added_and_removed_files(store: StateStore) -> None:
+def test_rescan_picks_up_added_and_removed_files(store: FileStore) -> None:
     index = TaskIndex(store)
     store.write(task(1))
     index.rescan()
@@ -58,7 +66,7 @@ def test_rescan_picks_up_added_and_removed_files(store: StateStore) -> None:
     assert [s.id for s in index.page(0, 10)[0]] == [task(2).id]
 
 
-def test_a_page_skips_a_file_removed_since_the_last_scan(store: StateStore) -> None:
+def test_a_page_skips_a_file_removed_since_the_last_scan(store: FileStore) -> None:
     index = TaskIndex(store)
     for i in range(3):
         store.write(task(i))
@@ -68,7 +76,7 @@ def test_a_page_skips_a_file_removed_since_the_last_scan(store: StateStore) -> N
     assert len(index) == 2
 
 
-def test_out_of_order_insertions_keep_the_order(store: StateStore) -> None:
+def test_out_of_order_insertions_keep_the_order(store: FileStore) -> None:
     index = TaskIndex(store)
     for i in (5, 1, 9, 3):
         store.write(task(i))
@@ -76,7 +84,7 @@ def test_out_of_order_insertions_keep_the_order(store: StateStore) -> None:
     assert [s.id for s in index.page(0, 10)[0]] == [task(i).id for i in (9, 5, 3, 1)]
 
 
-def test_retention_removes_only_old_ended_tasks(store: StateStore) -> None:
+def test_retention_removes_only_old_ended_tasks(store: FileStore) -> None:
     old = task(1, SUCCESS, "2020-01-01T00:00:00+00:00")
     recent = task(2, SUCCESS, time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()))
     running = task(3, PROGRESS)
@@ -84,27 +92,31 @@ def test_retention_removes_only_old_ended_tasks(store: StateStore) -> None:
         store.write(state)
     store.request_cancel(old.id)
     index = TaskIndex(store)
-    assert Housekeeper(index, interval=60, ttl=3600).sweep() == 1
-    assert sorted(store.task_ids()) == [recent.id, running.id]
+    assert sweep(index, 3600) == 1
+    assert sorted(task_ids(store)) == [recent.id, running.id]
     assert not store.cancel_requested(old.id)
-    assert Housekeeper(index, interval=60, ttl=0).sweep() == 0, "RESULT_TTL=0 keeps everything"
+    assert sweep(index, 0) == 0, "RESULT_TTL=0 keeps everything"
 
 
-def test_housekeeper_thread_runs_and_stops(store: StateStore) -> None:
+def test_housekeeper_thread_runs_and_stops(store: FileStore) -> None:
     store.write(task(1, SUCCESS, "2020-01-01T00:00:00+00:00"))
-    keeper = Housekeeper(TaskIndex(store), interval=0.05, ttl=60)
-    keeper.start()
-    try:
-        deadline = time.monotonic() + 5
-        while store.task_ids() and time.monotonic() < deadline:
-            time.sleep(0.02)
-    finally:
-        keeper.stop()
-        keeper.join(2)
-    assert store.task_ids() == [] and not keeper.is_alive()
+
+    async def scenario() -> bool:
+        keeper = Housekeeper(FileCatalog(store, ttl=60), interval=0.05)
+        keeper.start()
+        try:
+            deadline = time.monotonic() + 5
+            while task_ids(store) and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+        finally:
+            await keeper.stop()
+        return keeper._task is not None and keeper._task.done()
+
+    stopped = asyncio.run(scenario())
+    assert task_ids(store) == [] and stopped
 
 
-def test_housekeeper_removes_old_orphan_cancellation_requests(store: StateStore) -> None:
+def test_housekeeper_removes_old_orphan_cancellation_requests(store: FileStore) -> None:
     import os
 
     store.request_cancel(task(1).id)  # its task file is gone: a message that never arrived
@@ -114,12 +126,12 @@ def test_housekeeper_removes_old_orphan_cancellation_requests(store: StateStore)
     day_ago = time.time() - 2 * 24 * 3600
     for i in (1, 3):
         os.utime(store.folder / f".cancel-{task(i).id}", (day_ago, day_ago))
-    Housekeeper(TaskIndex(store), interval=60, ttl=0).sweep()
+    sweep(TaskIndex(store), 0)
     assert not store.cancel_requested(task(1).id)
     assert store.cancel_requested(task(2).id) and store.cancel_requested(task(3).id)
 
 
-class CountingStore(StateStore):
+class CountingStore(FileStore):
     """The real store, counting file reads."""
 
     reads = 0
@@ -130,7 +142,7 @@ class CountingStore(StateStore):
 
 
 def test_a_filtered_page_rereads_a_bounded_number_of_live_tasks(tmp_path) -> None:
-    from tserver.index import LIVE_REFRESH_BUDGET
+    from state.files_index import LIVE_REFRESH_BUDGET
 
     store = CountingStore(tmp_path)
     index = TaskIndex(store)
@@ -151,7 +163,7 @@ def test_a_filtered_page_rereads_a_bounded_number_of_live_tasks(tmp_path) -> Non
     assert index.page(0, 10, WAITING)[1] == 900
 
 
-def test_a_filtered_page_leaves_out_a_task_whose_status_changed(store: StateStore) -> None:
+def test_a_filtered_page_leaves_out_a_task_whose_status_changed(store: FileStore) -> None:
     index = TaskIndex(store)
     for i in range(3):
         store.write(task(i, status=PROGRESS))
@@ -162,21 +174,21 @@ def test_a_filtered_page_leaves_out_a_task_whose_status_changed(store: StateStor
     assert [s.id for s in page] == [task(2).id, task(0).id]
 
 
-def test_listings_walk_a_covering_index_and_never_sort(store: StateStore) -> None:
+def test_listings_walk_a_covering_index_and_never_sort(store: FileStore) -> None:
     # A plan that scans the table or sorts in a temporary B-tree would cost O(tasks) per page.
-    from tserver import index as index_module
+    from state import files_schema as index_module
 
     index = TaskIndex(store)
-    for sql, args in ((index_module._PAGE, (100, 0)), (index_module._PAGE_OF_STATUS, (SUCCESS, 100, 0)),
-                      (index_module._DUE, (0.0, 10)), (index_module._EXPIRED, (0.0, 10))):
+    for sql, args in ((index_module.PAGE, (100, 0)), (index_module.PAGE_OF_STATUS, (SUCCESS, 100, 0)),
+                      (index_module.DUE, (0.0, 10)), (index_module.EXPIRED, (0.0, 10))):
         plan = " / ".join(row[-1] for row in index._db.execute("EXPLAIN QUERY PLAN " + sql, args))
         assert "TEMP B-TREE" not in plan and "USING" in plan and "INDEX" in plan, (sql, plan)
-    for sql in (index_module._PAGE, index_module._PAGE_OF_STATUS):
+    for sql in (index_module.PAGE, index_module.PAGE_OF_STATUS):
         plan = " / ".join(row[-1] for row in index._db.execute("EXPLAIN QUERY PLAN " + sql, (SUCCESS, 1, 0)[-sql.count("?"):]))
         assert "COVERING INDEX" in plan, plan
 
 
-def test_counts_follow_every_change(store: StateStore) -> None:
+def test_counts_follow_every_change(store: FileStore) -> None:
     index = TaskIndex(store)
     for i in range(10):
         store.write(task(i))
@@ -222,7 +234,7 @@ def test_index_memory_does_not_grow_with_the_number_of_tasks(tmp_path: Path) -> 
     # in-memory index held ~500 bytes a task: 10 MB here.
     import tracemalloc
 
-    store = StateStore(tmp_path)
+    store = FileStore(tmp_path)
     n = 20_000
     for i in range(n):
         store.write(task(i, SUCCESS, "2026-11-28T04:00:00+00:00"))
@@ -242,45 +254,49 @@ def test_index_memory_does_not_grow_with_the_number_of_tasks(tmp_path: Path) -> 
     assert walk_peak < 500_000, f"{walk_peak} bytes at the peak of a rescan of {n} files"
 
 
-def test_expiry_runs_in_batches_until_done(store: StateStore) -> None:
-    from tserver import maintenance
+def test_expiry_runs_in_batches_until_done(store: FileStore) -> None:
+    from state import files_housekeeping as maintenance
 
     index = TaskIndex(store)
     for i in range(2500):
         store.write(task(i, SUCCESS, "2020-01-01T00:00:00+00:00"))
     store.write(task(9999))
-    assert Housekeeper(index, interval=60, ttl=3600).sweep() == 2500 > maintenance._EXPIRE_PER_BATCH
-    assert store.task_ids() == [task(9999).id] and len(index) == 1
+    assert sweep(index, 3600) == 2500 > maintenance._EXPIRE_PER_BATCH
+    assert task_ids(store) == [task(9999).id] and len(index) == 1
 
 
-def test_a_broken_index_is_a_storage_error_and_the_handler_answers_unavailable(store: StateStore) -> None:
+def test_a_broken_index_is_a_storage_error_and_the_handler_answers_unavailable(store: FileStore) -> None:
     from RPC.ttypes import Unavailable
     from tserver.handler import RPCceleryHandler
-    from worker.errors import StorageError
+    from state.errors import StorageError
 
     index = TaskIndex(store)
     store.write(task(1))
     index.close()  # what a vanished temporary folder looks like to the caller
     with pytest.raises(StorageError, match="task index"):
         index.page(0, 10)
-    handler = RPCceleryHandler(store, enqueue=None, max_decimal=10, index=index)
+    catalog = FileCatalog(store, index=index)
+    handler = RPCceleryHandler(catalog, enqueue=None, max_decimal=10)  # type: ignore[arg-type]  # never publishes
     with pytest.raises(Unavailable, match="task index"):
-        handler.listTaskPage(0, 10, "")
+        asyncio.run(handler.listTaskPage(0, 10, ""))
     with pytest.raises(Unavailable):
-        handler.listTasks()
+        asyncio.run(handler.listTasks())
+
     # The housekeeper logs it and carries on.
-    keeper = Housekeeper(index, interval=0.01, ttl=0)
-    keeper.start()
-    try:
-        time.sleep(0.1)
-        assert keeper.is_alive()
-    finally:
-        keeper.stop()
-        keeper.join(2)
+    async def keeps_running() -> bool:
+        keeper = Housekeeper(catalog, interval=0.01)
+        keeper.start()
+        try:
+            await asyncio.sleep(0.1)
+            return keeper._task is not None and not keeper._task.done()
+        finally:
+            await keeper.stop()
+
+    assert asyncio.run(keeps_running())
 
 
-def test_a_write_that_fails_midway_is_rebuilt_by_the_next_rescan(store: StateStore) -> None:
-    from worker.errors import StorageError
+def test_a_write_that_fails_midway_is_rebuilt_by_the_next_rescan(store: FileStore) -> None:
+    from state.errors import StorageError
 
     index = TaskIndex(store)
     for i in range(5):

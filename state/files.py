@@ -1,35 +1,24 @@
-"""The JSON state-file store: one file per task, STATE_DIR/<id>.json, written atomically.
+"""FileStore: one JSON document per task, STATE_DIR/<id>.json, written atomically.
 
 The worker writes a task's file while the Thrift server reads it, so a file is never rewritten in
 place: each write goes to a hidden temporary file in the same folder and is then os.replace()d over
 the old one. A reader sees the old state or the new one, never a torn one.
-
-Importing this module must not build the Celery app: the Thrift server reads state without it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import os
-import re
 import threading
-from dataclasses import dataclass, fields, replace
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator
 
-from worker.errors import StorageError, UnknownTask
+from state.errors import StorageError, UnknownTask
+from state.records import FAILURE, TASK_ID, TaskState, check_task_id, utcnow
 
 log = logging.getLogger(__name__)
 
-WAITING, PROGRESS, SUCCESS, FAILURE, REVOKED = "WAITING", "PROGRESS", "SUCCESS", "FAILURE", "REVOKED"
-STATUSES = (WAITING, PROGRESS, SUCCESS, FAILURE, REVOKED)
-FINAL_STATUSES = frozenset({SUCCESS, FAILURE, REVOKED})
-
-# Canonical lower-case UUID text only: the id becomes a file name, so nothing else may pass.
-_TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _SUFFIX = ".json"
 _TMP_SUFFIX = ".tmp"
 # A cancellation request is a separate file, so the worker's progress writes cannot overwrite it.
@@ -38,96 +27,8 @@ _CANCEL_PREFIX = ".cancel-"
 _MAX_FILE_BYTES = 64 * 1024
 
 
-def utcnow() -> str:
-    """The current time as ISO 8601 in UTC, with its offset."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-def check_task_id(task_id: object) -> str:
-    """Return task_id if it is a canonical UUID string, else raise UnknownTask."""
-    if not isinstance(task_id, str) or len(task_id) != 36 or not _TASK_ID.fullmatch(task_id):
-        raise UnknownTask("no task with this id: a task id is a UUID such as 123e4567-e89b-12d3-a456-426614174000")
-    return task_id
-
-
-@dataclass(frozen=True, slots=True)
-class TaskState:
-    """What one state file holds."""
-
-    id: str
-    status: str
-    decimal: int
-    pushqtime: str
-    starttime: str | None = None
-    stoptime: str | None = None
-    progress: float = 0.0
-    result: float | None = None
-    digits: str | None = None
-    error: str | None = None
-    terms: int = 0
-    attempts: int = 0
-    heartbeat: str | None = None
-
-    @property
-    def is_final(self) -> bool:
-        """True once the task has ended (SUCCESS, FAILURE or REVOKED)."""
-        return self.status in FINAL_STATUSES
-
-    def evolve(self, **changes: Any) -> TaskState:
-        """A copy with the given fields changed."""
-        return replace(self, **changes)
-
-    def to_json(self) -> bytes:
-        """The file's bytes."""
-        # Every field is a plain str/int/float/None: no deep copy (dataclasses.asdict) needed.
-        values = {name: getattr(self, name) for name in _FIELD_NAMES}
-        return json.dumps(values, separators=(",", ":"), allow_nan=False).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> TaskState:
-        """Parse and type-check a state file; ValueError on anything malformed."""
-        data = json.loads(raw)
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        values = {k: v for k, v in data.items() if k in _FIELD_NAMES}
-        state = cls(**values)
-        state._check()
-        return state
-
-    def _check(self) -> None:
-        check_task_id(self.id)
-        if self.status not in STATUSES:
-            raise ValueError(f"unknown status {self.status!r}")
-        if type(self.decimal) is not int or not 1 <= self.decimal <= 100:
-            raise ValueError("bad decimal")
-        for name in ("pushqtime", "starttime", "stoptime", "heartbeat"):
-            value = getattr(self, name)
-            if value is None and name != "pushqtime":
-                continue
-            if not isinstance(value, str):
-                raise ValueError(f"bad {name}")
-            datetime.fromisoformat(value)
-        if not _is_number(self.progress) or not 0 <= self.progress <= 100:
-            raise ValueError("bad progress")
-        if self.result is not None and not _is_number(self.result):
-            raise ValueError("bad result")
-        for name in ("digits", "error"):
-            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
-                raise ValueError(f"bad {name}")
-        for name in ("terms", "attempts"):
-            if type(getattr(self, name)) is not int or getattr(self, name) < 0:
-                raise ValueError(f"bad {name}")
-
-
-_FIELD_NAMES = tuple(f.name for f in fields(TaskState))
-
-
-def _is_number(value: object) -> bool:
-    return type(value) in (int, float) and math.isfinite(value)  # type: ignore[arg-type]
-
-
-class StateStore:
-    """Reads and atomically writes the state files of one folder."""
+class FileStore:
+    """Reads and atomically writes the state files of one folder. Safe to share between threads."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
@@ -187,7 +88,7 @@ class StateStore:
             with os.scandir(self.folder) as entries:
                 for entry in entries:
                     task_id = entry.name[len(_CANCEL_PREFIX):]
-                    if (entry.name.startswith(_CANCEL_PREFIX) and _TASK_ID.fullmatch(task_id)
+                    if (entry.name.startswith(_CANCEL_PREFIX) and TASK_ID.fullmatch(task_id)
                             and entry.stat().st_mtime < older_than and not os.path.exists(self.path_for(task_id))):
                         ids.append(task_id)
         except FileNotFoundError:
@@ -227,17 +128,13 @@ class StateStore:
         """Remove the task's cancellation request, once it has taken effect."""
         _unlink_quietly(self._cancel_path(task_id))
 
-    def task_ids(self) -> list[str]:
-        """Ids of every task file in the folder (hidden temporary files are not tasks)."""
-        return list(self.iter_task_ids())
-
     def iter_task_ids(self) -> Iterator[str]:
         """The same, one at a time: walking 100,000 files holds one name, not a list of them."""
         try:
             with os.scandir(self.folder) as entries:
                 for entry in entries:
                     name = entry.name
-                    if name.endswith(_SUFFIX) and _TASK_ID.fullmatch(name[: -len(_SUFFIX)]):
+                    if name.endswith(_SUFFIX) and TASK_ID.fullmatch(name[: -len(_SUFFIX)]):
                         yield name[: -len(_SUFFIX)]
         except FileNotFoundError:
             return
@@ -245,17 +142,6 @@ class StateStore:
     def exists(self, task_id: object) -> bool:
         """True if the task's state file is there."""
         return os.path.isfile(self.path_for(task_id))
-
-    def read_all(self) -> list[TaskState]:
-        """Every task, newest pushqtime first (tasks removed while listing are skipped)."""
-        states = []
-        for task_id in self.task_ids():
-            try:
-                states.append(self.read(task_id))
-            except UnknownTask:
-                continue
-        states.sort(key=sort_key, reverse=True)
-        return states
 
     def _decode(self, task_id: str, raw: bytes) -> TaskState:
         try:
@@ -270,15 +156,10 @@ class StateStore:
             return corrupt_state(task_id, self.path_for(task_id))
 
 
-def sort_key(state: TaskState) -> datetime:
-    """Sort key for newest-first listings: the parsed pushqtime (offsets compare correctly)."""
-    return datetime.fromisoformat(state.pushqtime)
-
-
 def corrupt_state(task_id: str, path: str | Path) -> TaskState:
     """How a task whose file cannot be parsed is shown: ended, with the reason."""
     try:
-        mtime = datetime.fromtimestamp(os.stat(path).st_mtime, timezone.utc).isoformat()
+        mtime = datetime.fromtimestamp(os.stat(path).st_mtime, UTC).isoformat()
     except OSError:
         mtime = utcnow()
     return TaskState(

@@ -1,0 +1,39 @@
+"""Free ports and waiting for things, for tests and benchmarks alike."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class WaitTimeout(AssertionError):
+    """Something did not happen in time. An AssertionError, so that pytest reports it as a failure."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:
+    """Poll `check` until it returns something truthy, and return that; WaitTimeout naming `what`
+    after `timeout` seconds (with the last error `check` raised, if any)."""
+    deadline = time.monotonic() + timeout
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as exc:  # reported if the wait fails
+            last_error = exc
+        time.sleep(interval)
+    raise WaitTimeout(f"timed out after {timeout} s waiting for {what}"
+                      + (f" (last error: {last_error!r})" if last_error else ""))
