@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -21,6 +23,8 @@ class ServerSettings(BaseSettings):
     TSERVER_MAX_CONNECTIONS: int = Field(default=2000, ge=1, le=100_000)
     BROKER_URL: str = Field(default="amqp://guest:guest@localhost:5672//", pattern=r"^(amqps?|pyamqp)://")
     CELERY_QUEUE: str = Field(default="pi", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
+    # quorum: replicated over a RabbitMQ cluster's nodes (the queue must be declared so from the start).
+    CELERY_QUEUE_TYPE: Literal["classic", "quorum"] = "classic"
     MAX_DECIMAL: int = Field(default=DEFAULT_MAX_DECIMAL, ge=MIN_DECIMAL, le=MAX_SUPPORTED_DECIMAL)
     # Publishing must give up quickly when the broker is gone, so the caller can answer 503 in time.
     PUBLISH_TIMEOUT: float = Field(default=1.5, gt=0, le=30)

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from RPC import RPCcelery
-from state.backends import describe, open_catalog
+from state.backends import describe, disk_path, open_catalog
 from state.config import StateSettings, load
 from tserver.config import ServerSettings
 from tserver.handler import RPCceleryHandler
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     deadline = settings.PUBLISH_TIMEOUT * (1 + settings.PUBLISH_RETRIES) + 0.5
     handler = RPCceleryHandler(catalog, publisher.publish_calc_pi, settings.MAX_DECIMAL,
                                stalled_after=settings.STALLED_AFTER, guard=PublishGuard(deadline=deadline),
-                               disk_path=str(state_settings.STATE_DIR))
+                               disk_path=disk_path(state_settings))
 
     @asynccontextmanager
     async def on_the_loop() -> AsyncIterator[None]:

@@ -15,6 +15,7 @@ _PUBLISH_TIMEOUT = 1.5  # seconds
 app = Celery("worker", broker=settings.BROKER_URL, include=["worker.tasks"])
 app.conf.update(
     task_default_queue=settings.CELERY_QUEUE,
+    task_default_queue_type=settings.CELERY_QUEUE_TYPE,
     task_serializer="json",
     accept_content=["json"],
     # Progress and results live in the state files; Celery's own result backend is not used.

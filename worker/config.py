@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from RPC.constants import DEFAULT_MAX_DECIMAL, MAX_SUPPORTED_DECIMAL, MIN_DECIMAL
+
+_QUORUM_DELIVERY_LIMIT = 20
 
 
 class WorkerSettings(BaseSettings):
@@ -15,12 +19,24 @@ class WorkerSettings(BaseSettings):
 
     BROKER_URL: str = Field(default="amqp://guest:guest@localhost:5672//", pattern=r"^(amqps?|pyamqp)://")
     CELERY_QUEUE: str = Field(default="pi", min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.:-]+$")
+    # quorum: replicated over a RabbitMQ cluster's nodes (the queue must be declared so from the start).
+    CELERY_QUEUE_TYPE: Literal["classic", "quorum"] = "classic"
     # d=10 takes ~2.5e10 series terms (about 4.5 s on one core with the C kernel); d=11 ~2.1e11 (~40 s)
     # and d=12 ~3.5e12 (~12 min).
     MAX_DECIMAL: int = Field(default=DEFAULT_MAX_DECIMAL, ge=MIN_DECIMAL, le=MAX_SUPPORTED_DECIMAL)
+    # Pool processes of `python -m worker` (supervisord passes the same variable); default: one per CPU.
+    WORKER_CONCURRENCY: int | None = Field(default=None, ge=1, le=256)
     # A task delivered this many times without finishing (its worker died each time) is failed.
     TASK_MAX_ATTEMPTS: int = Field(default=3, ge=1, le=100)
     # Demo pace: stretch every task to at least this many seconds so progress can be watched even
     # at small decimals, as the original did with sleeps. 0 (the default) turns it off. Never
     # changes the digits.
     DEMO_MIN_SECONDS: float = Field(default=0.0, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _attempts_under_the_brokers_limit(self) -> WorkerSettings:
+        # RabbitMQ 4 drops a quorum queue's message after 20 redeliveries; our own count must decide first.
+        if self.CELERY_QUEUE_TYPE == "quorum" and self.TASK_MAX_ATTEMPTS >= _QUORUM_DELIVERY_LIMIT:
+            raise ValueError(f"TASK_MAX_ATTEMPTS must be under {_QUORUM_DELIVERY_LIMIT} with CELERY_QUEUE_TYPE=quorum "
+                             "(RabbitMQ's default delivery limit of quorum queues)")
+        return self

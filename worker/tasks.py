@@ -30,9 +30,13 @@ _CANCEL_POLL_INTERVAL = 0.005
 _PACE_TICK = 0.1
 
 
-# A state folder that cannot be written (full, read-only) is retried with a growing delay rather
-# than failing at once: the task cannot even record a FAILURE there, and the trouble often passes.
-_STORAGE_RETRIES = 6
+# A store that cannot be written (a folder full or read-only, Redis gone) is retried rather than
+# failing at once: the task cannot even record a FAILURE there, and the trouble often passes. A
+# finished result is kept in memory and its write retried in place for a while; after that (or
+# when the task could not even start), Celery retries the task with a growing delay.
+_FINAL_WRITE_PATIENCE = 60.0
+_STORAGE_RETRIES = 20
+_STORAGE_RETRY_MAX_DELAY = 30
 
 
 @app.task(name="worker.calc_pi", bind=True)  # type: ignore[untyped-decorator]  # Celery has no type hints
@@ -41,8 +45,9 @@ def calc_pi(self: Task, task_id: str, decimal: int) -> None:
     try:
         _run(task_id, decimal)
     except StorageError as exc:
-        log.error("%s; retrying in %d s", exc, 2 ** self.request.retries)
-        raise self.retry(exc=exc, countdown=2 ** self.request.retries, max_retries=_STORAGE_RETRIES) from None
+        delay = min(2 ** self.request.retries, _STORAGE_RETRY_MAX_DELAY)
+        log.error("task %s: %s; retrying in %d s", task_id, exc, delay)
+        raise self.retry(exc=exc, countdown=delay, max_retries=_STORAGE_RETRIES) from None
 
 
 def _run(task_id: str, decimal: int) -> None:
@@ -103,7 +108,17 @@ class _CancelPoll:
         if now < self.next_look:
             return False
         self.next_look = now + _CANCEL_POLL_INTERVAL
-        return store.cancel_requested(self.task_id)
+        return _cancel_requested(self.task_id)
+
+
+def _cancel_requested(task_id: str) -> bool:
+    """Whether the task's cancellation was requested; a store that cannot answer now counts as no
+    (the computation goes on; the next look, a few ms later, asks again)."""
+    try:
+        return store.cancel_requested(task_id)
+    except StorageError as exc:
+        log.warning("task %s: cannot look for a cancellation: %s", task_id, exc)
+        return False
 
 
 class _ProgressRecorder:
@@ -144,7 +159,7 @@ class _ProgressRecorder:
     def _sleep_until(self, deadline: float) -> None:
         # Sliced, so that a cancellation still takes effect promptly.
         while (left := deadline - time.monotonic()) > 0:
-            if store.cancel_requested(self.state.id):
+            if _cancel_requested(self.state.id):
                 raise leibniz.Cancelled("cancelled while running")
             time.sleep(min(left, _PACE_TICK))
 
@@ -168,7 +183,18 @@ def _load_or_recreate(task_id: str, decimal: object) -> TaskState | None:
 
 
 def _finish(state: TaskState, status: str, **changes: object) -> None:
-    store.write(state.evolve(status=status, stoptime=utcnow(), heartbeat=None, **changes))
+    final = state.evolve(status=status, stoptime=utcnow(), heartbeat=None, **changes)
+    deadline, delay = time.monotonic() + _FINAL_WRITE_PATIENCE, 0.25
+    while True:
+        try:
+            store.write(final)
+            break
+        except StorageError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("task %s: cannot record %s yet (%s); retrying in %.2g s", state.id, status, exc, delay)
+            time.sleep(delay)
+            delay = min(2 * delay, 5.0)
     if status == REVOKED:
         store.clear_cancel(state.id)
     log.info("task %s %s", state.id, status)

@@ -1,0 +1,128 @@
+"""RedisCatalog: the Redis backend as the Thrift server uses it, on its event loop (redis.asyncio).
+
+With it a Thrift server keeps nothing another replica needs: any number of them can serve the
+same tasks. Every call is bounded by REDIS_TIMEOUT as a whole (retries included), so a Redis that
+is gone or frozen costs the caller a clear StorageError (503 at the gateway) in time, never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis
+import redis.asyncio
+
+from state.errors import StorageError, UnknownTask
+from state.records import TASK_ID, TaskState
+from state.redis_layout import CANCEL_TTL, Keys, corrupt, decode, unavailable
+
+log = logging.getLogger(__name__)
+
+# Retention removes ended tasks in batches of this many, so a week expiring at once is no single
+# command that blocks Redis for long.
+_EXPIRE_PER_BATCH = 500
+
+
+class RedisCatalog:
+    """TaskCatalog on Redis (see state/redis_layout.py for the keys)."""
+
+    def __init__(self, client: redis.asyncio.Redis, prefix: str, where: str, *, timeout: float,
+                 ttl: float = 0.0) -> None:
+        self.client = client
+        self.keys = Keys(prefix)
+        self.where = where
+        self.timeout = timeout
+        self.ttl = ttl
+
+    async def read(self, task_id: str) -> TaskState:
+        key = self.keys.task(task_id)
+        async with self._errors():
+            try:
+                raw = await self.client.get(key)
+            except redis.ResponseError as exc:  # the key holds something else than a string
+                if "WRONGTYPE" not in str(exc):
+                    raise
+                return corrupt(task_id)
+        return decode(task_id, raw)
+
+    async def write(self, state: TaskState) -> None:
+        async with self._errors():
+            pipe = self.client.pipeline(transaction=True)
+            self.keys.queue_write(pipe, state)
+            await pipe.execute()
+
+    async def delete_state(self, task_id: str) -> None:
+        async with self._errors():
+            pipe = self.client.pipeline(transaction=True)
+            self.keys.queue_remove(pipe, task_id, cancel=False)
+            await pipe.execute()
+
+    async def request_cancel(self, task_id: str) -> None:
+        async with self._errors():
+            await self.client.set(self.keys.cancel(task_id), b"1", ex=CANCEL_TTL)
+
+    async def page(self, offset: int, limit: int, status: str = "") -> tuple[list[TaskState], int]:
+        index = self.keys.status(status) if status else self.keys.tasks
+        async with self._errors():
+            pipe = self.client.pipeline(transaction=False)
+            pipe.zrevrange(index, offset, offset + limit - 1)
+            pipe.zcard(index)
+            members, total = await pipe.execute()
+            ids = [m.decode() for m in members]
+            valid = [t for t in ids if TASK_ID.fullmatch(t)]
+            raws = await self.client.mget([self.keys.task(t) for t in valid]) if valid else []
+        gone = [t for t in ids if not TASK_ID.fullmatch(t)]
+        if gone:
+            log.warning("dropping %d entries of %s that are not task ids", len(gone), index)
+        states = []
+        for task_id, raw in zip(valid, raws, strict=True):
+            try:
+                states.append(decode(task_id, raw))
+            except UnknownTask:  # its document is gone (removed by hand, evicted): one short
+                gone.append(task_id)
+        if gone:
+            await self._forget(gone)
+        return states, int(total)
+
+    async def housekeep(self) -> None:
+        if not self.ttl:
+            return
+        cutoff = time.time() - self.ttl
+        removed = 0
+        while True:
+            async with self._errors():
+                expired = await self.client.zrangebyscore(self.keys.ended, "-inf", cutoff, 0, _EXPIRE_PER_BATCH)
+            if not expired:
+                break
+            await self._forget([m.decode() for m in expired], cancel=True)
+            removed += len(expired)
+        if removed:
+            log.info("removed %d results older than RESULT_TTL=%gs", removed, self.ttl)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def _forget(self, task_ids: list[str], *, cancel: bool = False) -> None:
+        async with self._errors():
+            pipe = self.client.pipeline(transaction=True)
+            for task_id in task_ids:
+                if TASK_ID.fullmatch(task_id):
+                    self.keys.queue_remove(pipe, task_id, cancel=cancel)
+                else:  # never a key: just out of the sets
+                    for key in self.keys.sets():
+                        pipe.zrem(key, task_id)
+            await pipe.execute()
+
+    @asynccontextmanager
+    async def _errors(self) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(self.timeout):
+                yield
+        except TimeoutError as exc:
+            raise StorageError(unavailable(self.where, TimeoutError(f"no answer within {self.timeout:g} s"))) from exc
+        except redis.RedisError as exc:
+            raise StorageError(unavailable(self.where, exc)) from exc
