@@ -1,0 +1,225 @@
+"""Publishing calculations to RabbitMQ from the Thrift server's own event loop, with aio-pika.
+
+The message is Celery's own (task protocol 2, built by `as_task_v2` of a Celery app private to this
+module and serialized as Celery serializes it), sent by task name: the Thrift server imports nothing
+of the worker. One connection and one channel per process, in confirm mode, opened on the first
+publish and again after a failure; every message is persistent, `mandatory`, and published to the
+default exchange with the queue's name as routing key, as Celery does for its direct queues.
+
+A call returns only once RabbitMQ confirmed its message. Otherwise:
+
+* NotPublished: nothing was sent (no connection, the channel closed before the publish, or the
+  message came back unroutable): certainly not queued. Only this is retried, `retries` times.
+* QueueUnavailable: a nack, the connection lost after the message was handed to aiormq, or no
+  confirm within `timeout`: maybe queued. Never retried, so no message is sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractConnection, FieldValue
+from celery import Celery
+from kombu.serialization import dumps
+from yarl import URL
+
+from tserver.errors import NotPublished, QueueUnavailable
+
+log = logging.getLogger(__name__)
+
+#: The name the worker registers its task under (tests/tserver/test_publishing.py checks it).
+CALC_PI_TASK = "worker.calc_pi"
+# As the worker's app sets task_ignore_result: progress and results live in the state files.
+_IGNORE_RESULT = True
+# Celery's task_default_delivery_mode: RabbitMQ writes the message to disk.
+_PERSISTENT = 2
+# As for the Celery app: a dead connection is noticed within a few heartbeats.
+_HEARTBEAT = 10
+
+# Only builds messages: it has no broker and never becomes the process's current app.
+celery_app = Celery("tserver", set_as_current=False)
+celery_app.conf.update(task_serializer="json", accept_content=["json"])
+
+
+def task_message(task_id: str, decimal: int) -> tuple[bytes, aiormq.spec.Basic.Properties]:
+    """Body and properties of the message `calc_pi.apply_async(args=(task_id, decimal),
+    task_id=task_id)` sends, plus a message_id (aiormq matches a returned message by it)."""
+    args = (task_id, decimal)
+    headers, properties, body, _ = celery_app.amqp.as_task_v2(
+        task_id, CALC_PI_TASK, args=args, kwargs={}, ignore_result=_IGNORE_RESULT,
+        reply_to=celery_app.thread_oid,
+        # What Celery's saferepr writes for these arguments, without its cost.
+        argsrepr=repr(args), kwargsrepr="{}",
+    )
+    content_type, content_encoding, data = dumps(body, serializer="json")
+    # Without an id aiormq would draw a random one: the task's id names the message in RabbitMQ's tools.
+    return (data.encode() if isinstance(data, str) else data), aiormq.spec.Basic.Properties(
+        content_type=content_type, content_encoding=content_encoding, headers=headers,
+        delivery_mode=_PERSISTENT, correlation_id=properties["correlation_id"],
+        reply_to=properties["reply_to"], message_id=task_id,
+    )
+
+
+def amqp_url(broker_url: str, heartbeat: int) -> URL:
+    """BROKER_URL as aiormq reads it: kombu's `pyamqp://` is plain AMQP; the heartbeat is a query
+    parameter. (A path of `//`, Celery's spelling of the vhost `/`, means `/` to aiormq as well.)"""
+    url = URL(broker_url)
+    if url.scheme == "pyamqp":
+        url = url.with_scheme("amqp")
+    return url.update_query(heartbeat=str(heartbeat))
+
+
+class TaskPublisher:
+    """Publishes calc_pi tasks with publisher confirms; used from one event loop only."""
+
+    def __init__(self, broker_url: str, queue: str, *, timeout: float, retries: int,
+                 queue_arguments: Mapping[str, FieldValue] | None = None, heartbeat: int = _HEARTBEAT) -> None:
+        self.queue = queue
+        self.timeout = timeout
+        self.retries = retries
+        self._url = amqp_url(broker_url, heartbeat)
+        # Declared as the worker declares it (a quorum queue: {"x-queue-type": "quorum"}); RabbitMQ
+        # refuses a declaration that differs from the existing queue's.
+        self._queue_arguments = dict(queue_arguments) if queue_arguments else None
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._underlay: aiormq.Channel | None = None
+        self._declared = False  # False again after a message came back unroutable
+        self._opening: asyncio.Task[aiormq.Channel] | None = None  # shared by every caller waiting for it
+        self._closing: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self._confirms = 0  # messages confirmed so far: a watchdog compares it to tell a stuck broker
+
+    async def publish_calc_pi(self, task_id: str, decimal: int) -> None:
+        """Publish one calculation; returns once RabbitMQ confirmed it, raises QueueUnavailable otherwise."""
+        body, properties = task_message(task_id, decimal)
+        for attempt in range(self.retries + 1):
+            try:
+                await self._publish(body, properties)
+                return
+            except NotPublished:
+                # Nothing was sent (typically: the connection broke while idle): a repeat cannot
+                # queue the task twice.
+                if attempt == self.retries:
+                    raise
+
+    async def close(self) -> None:
+        """Close the connection; publishes still waiting fail, later ones raise NotPublished."""
+        self._closed = True
+        if self._opening is not None:
+            self._opening.cancel()
+            await asyncio.wait({self._opening})
+        self._drop()
+        if self._closing:
+            await asyncio.wait(self._closing, timeout=self.timeout)
+
+    async def _publish(self, body: bytes, properties: aiormq.spec.Basic.Properties) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        channel = await self._ready(deadline)
+        connection = self._connection
+        # From here on the message may reach RabbitMQ: a failure means "maybe queued".
+        try:
+            async with asyncio.timeout_at(deadline):
+                # wait=False: by default aiormq holds the channel's lock until the frames are flushed
+                # to the socket, one publish at a time (half the rate at 10 callers). The confirm is
+                # what is awaited; the connection's bounded write queue still pushes back.
+                await channel.basic_publish(body, exchange="", routing_key=self.queue, properties=properties,
+                                            mandatory=True, wait=False)
+        except TimeoutError:
+            # A broker that takes the message but confirms nothing (frozen, or blocked by a resource
+            # alarm): unless it confirms something soon, start afresh on a new connection.
+            loop.call_later(self.timeout, self._drop_if_stuck, connection, self._confirms)
+            raise QueueUnavailable(f"RabbitMQ did not confirm the message within {self.timeout:g} s") from None
+        except aiormq.exceptions.PublishError:
+            # Returned as unroutable: the queue is gone. Declare it again before the next publish.
+            log.warning("RabbitMQ returned a message for %r: the queue does not exist", self.queue)
+            self._declared = False
+            raise NotPublished("RabbitMQ could not route the message: the queue does not exist") from None
+        except aiormq.exceptions.DeliveryError:
+            raise QueueUnavailable("RabbitMQ refused the message (nack)") from None
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the caller is being cancelled
+            # aiormq rejects the futures of a closed connection with the reason it closed, which
+            # can be a CancelledError (e.g. its reader task was cancelled): not ours.
+            raise QueueUnavailable("lost the connection to RabbitMQ") from None
+        except Exception as exc:
+            log.warning("publishing failed: %r", exc)
+            raise QueueUnavailable(f"lost the connection to RabbitMQ: {exc!r}") from exc
+        self._confirms += 1
+
+    async def _ready(self, deadline: float) -> aiormq.Channel:
+        """The open channel with the queue declared, opening them if needed; NotPublished otherwise."""
+        if self._closed:
+            raise NotPublished("the publisher is closed")
+        channel = self._underlay
+        if channel is not None and not channel.is_closed and self._declared:
+            return channel
+        if self._opening is None:
+            # Bounded by this caller's deadline; whoever joins it later has a later one.
+            opening = self._opening = asyncio.get_running_loop().create_task(self._open(deadline))
+            opening.add_done_callback(self._opened)  # before any waiter resumes: a retry opens anew
+        try:
+            # Shielded: a caller that is cancelled does not cancel the others' connection.
+            return await asyncio.shield(self._opening)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            raise NotPublished("the publisher was closed") from None  # close() cancelled the opening
+
+    async def _open(self, deadline: float) -> aiormq.Channel:
+        try:
+            async with asyncio.timeout_at(deadline):
+                if self._channel is None or self._channel.is_closed:
+                    self._drop()
+                    self._connection = connection = await aio_pika.connect(self._url)
+                    # on_return_raises: a returned message fails its publish with PublishError.
+                    self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                    underlay = await self._channel.get_underlay_channel()
+                    assert isinstance(underlay, aiormq.Channel)  # its basic_publish takes `wait`
+                    self._underlay = underlay
+                await self._channel.declare_queue(self.queue, durable=True, arguments=self._queue_arguments)
+                self._declared = True
+                assert self._underlay is not None
+                return self._underlay
+        except asyncio.CancelledError:
+            self._drop()  # close() while connecting: leave no connection behind
+            raise
+        except Exception as exc:
+            log.warning("cannot connect to RabbitMQ: %r", exc)
+            self._drop()
+            detail = f"no answer within {self.timeout:g} s" if isinstance(exc, TimeoutError) else str(exc) or repr(exc)
+            raise NotPublished(f"cannot connect to RabbitMQ: {detail}") from exc
+
+    def _opened(self, task: asyncio.Task[aiormq.Channel]) -> None:
+        self._opening = None
+        if not task.cancelled():
+            task.exception()  # retrieved here: with no caller left waiting, asyncio would log it
+
+    def _drop_if_stuck(self, connection: AbstractConnection | None, confirms: int) -> None:
+        if connection is not None and connection is self._connection and self._confirms == confirms:
+            log.warning("RabbitMQ confirmed nothing for %g s: reconnecting", self.timeout)
+            self._drop()
+
+    def _drop(self) -> None:
+        """Forget the connection and close it in the background (a stuck broker cannot hold a caller)."""
+        connection, self._connection, self._channel, self._underlay = self._connection, None, None, None
+        self._declared = False
+        if connection is not None and not connection.is_closed:
+            closing = asyncio.get_running_loop().create_task(self._close_quietly(connection))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+
+    @staticmethod
+    async def _close_quietly(connection: AbstractConnection) -> None:
+        try:
+            await connection.close()
+        except Exception as exc:  # noqa: BLE001 - best effort on a connection already broken
+            log.debug("closing a dropped connection failed: %r", exc)
