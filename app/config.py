@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.contract import DEFAULT_MAX_DECIMAL, MAX_SUPPORTED_DECIMAL, MIN_DECIMAL
+
 
 class GatewaySettings(BaseSettings):
     """Where the gateway listens, where the Thrift server is, and how long to wait for it."""
@@ -22,7 +24,7 @@ class GatewaySettings(BaseSettings):
     # Persistent connections kept to the Thrift server; also the cap on calls in flight.
     THRIFT_POOL_SIZE: int = Field(default=32, ge=1, le=1024)
     # Same variable as the compute side's: the gateway rejects out-of-range input without a hop.
-    MAX_DECIMAL: int = Field(default=10, ge=1, le=12)
+    MAX_DECIMAL: int = Field(default=DEFAULT_MAX_DECIMAL, ge=MIN_DECIMAL, le=MAX_SUPPORTED_DECIMAL)
 
 
 def describe_error(exc: ValidationError) -> str:

@@ -1,12 +1,14 @@
-"""Typed dependencies: the pieces a route needs, taken from the app that serves it."""
+"""Typed dependencies: the pieces a route needs, taken from the app that serves it or checked in its URL."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Path, Request
 
 from app.config import GatewaySettings
+from app.contract import EXAMPLE_TASK_ID, TASK_ID
+from app.feeds import FeedHub
 from app.task_reader import TaskReader
 from app.thrift_client import ThriftPool
 
@@ -14,17 +16,34 @@ from app.thrift_client import ThriftPool
 # `async def`, not `def`: FastAPI runs a plain `def` dependency in a worker thread, a thread hop
 # per request for a mere attribute lookup.
 async def get_thrift(request: Request) -> ThriftPool:
-    return request.app.state.thrift
+    thrift: ThriftPool = request.app.state.thrift
+    return thrift
 
 
 async def get_settings(request: Request) -> GatewaySettings:
-    return request.app.state.settings
+    settings: GatewaySettings = request.app.state.settings
+    return settings
 
 
 async def get_task_reader(request: Request) -> TaskReader:
-    return request.app.state.task_reader
+    reader: TaskReader = request.app.state.task_reader
+    return reader
+
+
+async def get_hub(request: Request) -> FeedHub:
+    hub: FeedHub = request.app.state.feeds
+    return hub
+
+
+async def get_task_id(id: Annotated[str, Path(description="Task id (a UUID)")]) -> str:  # noqa: A002 - the URL's name
+    """The id if it is a canonical UUID; 404 without a Thrift hop otherwise."""
+    if not TASK_ID.fullmatch(id):
+        raise HTTPException(404, f"no task with this id: a task id is a UUID such as {EXAMPLE_TASK_ID}")
+    return id
 
 
 ThriftDep = Annotated[ThriftPool, Depends(get_thrift)]
 SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
 TaskReaderDep = Annotated[TaskReader, Depends(get_task_reader)]
+HubDep = Annotated[FeedHub, Depends(get_hub)]
+TaskIdDep = Annotated[str, Depends(get_task_id)]

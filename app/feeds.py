@@ -6,48 +6,26 @@ browsers watching the first page of the task list cost one Thrift call per inter
 hundred. A feed whose snapshot is final (a task that ended) stops polling; a feed nobody watches
 stops at its next tick and leaves the hub.
 
-    FeedHub      owns the feeds (by key) and counts the open streams (bounded)
+    FeedHub      owns the feeds (by key) and counts the open streams (bounded); closing it ends them
     ├── Feed     one poll loop and its latest Snapshot
-    └── Listener one open stream: the feeds it watches and the event that wakes it
+    └── Listener one open stream: the feeds it watches, the event that wakes it, and the changes
+                 it has yet to send
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
-from collections.abc import Awaitable, Callable, Hashable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+
+import anyio
+
+from app.snapshots import Snapshot
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What a feed last saw, ready to send: an event name and its JSON data."""
-
-    event: str
-    data: str
-    #: Nothing will change any more: the feed stops polling, and a stream of it ends after sending it.
-    final: bool = False
-    #: The event's id: a digest of the data, the same across gateway restarts (None: not resumable).
-    id: str | None = field(default=None, compare=False)
-
-    @classmethod
-    def state(cls, event: str, data: str, *, final: bool = False) -> Snapshot:
-        """A resumable snapshot, whose id is a digest of its data."""
-        return cls(event, data, final, hashlib.blake2b(data.encode(), digest_size=8).hexdigest())
-
-    @classmethod
-    def problem(cls, event: str, detail: str, *, final: bool = False) -> Snapshot:
-        """A snapshot that reports trouble (`{"detail": ...}`), with no id."""
-        return cls(event, json.dumps({"detail": detail}), final)
-
-    @property
-    def detail(self) -> str:
-        """The `detail` of a problem snapshot."""
-        return str(json.loads(self.data).get("detail", ""))
+#: Event streams open at once; one more is refused (503).
+MAX_STREAMS = 200
 
 
 Fetch = Callable[[], Awaitable[Snapshot]]
@@ -62,7 +40,6 @@ class Feed:
         self.snapshot: Snapshot | None = None
         #: Counts the changes published; a listener compares it with the version it last sent.
         self.version = 0
-        self.polls = 0
         self._fetch = fetch
         self._on_idle = on_idle
         self._wakes: set[asyncio.Event] = set()
@@ -122,7 +99,6 @@ class Feed:
                 self._on_idle(self)
 
     async def _poll(self) -> Snapshot:
-        self.polls += 1
         try:
             return await self._fetch()
         except Exception:
@@ -157,14 +133,35 @@ class Listener:
         self.feeds.append(feed)
         return feed
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait until a watched feed changes or the hub closes: False after `timeout` seconds of quiet."""
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Wait until a watched feed changes or the hub closes: False after `timeout` seconds of quiet
+        (None: however long it takes)."""
         try:
             async with asyncio.timeout(timeout):
                 await self.wake.wait()
         except TimeoutError:
             return False
         return True
+
+    async def changes(self) -> AsyncIterator[Snapshot]:
+        """Each watched feed's snapshot at once, then each change of it; ends after a final snapshot
+        or when the hub closes."""
+        sent = [0] * len(self.feeds)  # the version of each feed last yielded
+        while True:
+            # Cleared before reading, so that a change published while a snapshot is being sent
+            # wakes the next round instead of being lost.
+            self.wake.clear()
+            for i, feed in enumerate(self.feeds):
+                snapshot = feed.snapshot
+                if snapshot is None or feed.version == sent[i]:
+                    continue
+                sent[i] = feed.version
+                yield snapshot
+                if snapshot.final:
+                    return
+            if self.hub.closing:
+                return
+            await self.wait()
 
     def close(self) -> None:
         """Stop watching and give the stream's slot back (idempotent)."""
@@ -179,11 +176,14 @@ class Listener:
 class FeedHub:
     """The feeds by key, and the open streams, at most `max_streams` of them."""
 
-    def __init__(self, max_streams: int) -> None:
+    def __init__(self, max_streams: int = MAX_STREAMS) -> None:
         self.max_streams = max_streams
         self.closing = False
         self.listeners: set[Listener] = set()
         self.feeds: dict[Hashable, Feed] = {}
+        #: Set when the server begins to shut down, by the streams' responses (sse-starlette watches
+        #: the server's exit signals and sets the event it was given); close_when_stopping acts on it.
+        self.stopping = anyio.Event()
 
     def open(self) -> Listener | None:
         """A new stream's listener, or None when `max_streams` are open or the hub is closing."""
@@ -202,6 +202,12 @@ class FeedHub:
         if feed is None:
             feed = self.feeds[key] = Feed(key, fetch, interval, self._forget)
         return feed
+
+    async def close_when_stopping(self) -> None:
+        """Close the hub once `stopping` is set: every stream then ends cleanly, at once, instead of
+        holding up the server's graceful shutdown until it cancels them."""
+        await self.stopping.wait()
+        self.close()
 
     def close(self) -> None:
         """End every stream and poll loop (idempotent): the server is shutting down."""

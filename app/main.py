@@ -1,16 +1,21 @@
-"""Builds the FastAPI app: routers, the Thrift pool's lifetime, and errors turned into HTTP answers."""
+"""Builds the FastAPI app: routers, the lifetime of what they share, and errors turned into HTTP answers."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from app.config import GatewaySettings
+from app.contract import MIN_DECIMAL
 from app.errors import ComputeFailed, ComputeUnavailable
+from app.event_models import file_event_schemas
+from app.feeds import FeedHub
 from app.routes import events, host, tasks, ui
 from app.task_reader import TaskReader
 from app.thrift_client import ThriftPool
@@ -39,8 +44,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             timeout=settings.THRIFT_TIMEOUT, connect_timeout=settings.THRIFT_CONNECT_TIMEOUT,
         )
         app.state.task_reader = TaskReader(app.state.thrift)
-        yield
-        await app.state.thrift.close()
+        app.state.feeds = hub = FeedHub()
+        # The one place where shutdown reaches the event streams. uvicorn waits for open responses
+        # before it stops, and an event stream never ends by itself: the streams' responses
+        # (sse-starlette) set `hub.stopping` on SIGINT/SIGTERM, and closing the hub then ends
+        # every stream at once, cleanly.
+        closer = asyncio.create_task(hub.close_when_stopping(), name="close the event streams on shutdown")
+        try:
+            yield
+        finally:
+            closer.cancel()
+            hub.close()
+            await app.state.thrift.close()
 
     app = FastAPI(title="Pi over REST, Thrift and Celery", version="1.0.0", description=DESCRIPTION,
                   lifespan=lifespan)
@@ -50,17 +65,19 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(events.router)
     app.include_router(ui.router)
 
-    def openapi() -> dict:
-        # The range of `decimal` is a setting, so the generated schema gets it here.
+    def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = FastAPI.openapi(app)
+            # The range of `decimal` is a setting, so the generated schema gets it here.
             for operation in schema["paths"]["/calcpi/{decimal}"].values():
                 for param in operation["parameters"]:
                     if param["name"] == "decimal":
-                        param["schema"].update(minimum=1, maximum=settings.MAX_DECIMAL)
+                        param["schema"].update(minimum=MIN_DECIMAL, maximum=settings.MAX_DECIMAL)
+            file_event_schemas(schema)
+            app.openapi_schema = schema
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the schema
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

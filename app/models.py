@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.contract import EXAMPLE_TASK_ID, WAITING, Status
 from RPC.ttypes import HostStatus, calcResult
-
-Status = Literal["WAITING", "PROGRESS", "SUCCESS", "FAILURE", "REVOKED"]
 
 
 class ErrorResponse(BaseModel):
     """Every error answer: a status code and one readable sentence."""
 
-    detail: str = Field(examples=["no task with id 123e4567-e89b-12d3-a456-426614174000"])
+    detail: str = Field(examples=[f"no task with id {EXAMPLE_TASK_ID}"])
 
 
 class CpuModel(BaseModel):
@@ -65,14 +63,15 @@ class TaskModel(BaseModel):
             "examples": [{
                 "id": "5b2f3c1e-8a4d-4f7e-9c0b-2d1e3f4a5b6c", "status": "SUCCESS", "decimal": 8,
                 "progress": 100.0, "result": 3.14159265, "digits": "3.14159265", "terms": 714607312,
-                "error": None, "attempts": 1, "stalled": False, "heartbeat": None, "pushqtime": "2026-11-28T03:00:00.000001Z",
-                "starttime": "2026-11-28T03:00:00.004000Z", "stoptime": "2026-11-28T03:00:01.410000Z",
+                "error": None, "attempts": 1, "stalled": False, "heartbeat": None,
+                "pushqtime": "2026-11-28T03:00:00.000001Z", "starttime": "2026-11-28T03:00:00.004000Z",
+                "stoptime": "2026-11-28T03:00:01.410000Z",
             }]
         }
     )
 
     id: str = Field(description="Task id (a UUID)")
-    status: Status = Field(description="WAITING, PROGRESS, SUCCESS, FAILURE or REVOKED (cancelled)")
+    status: Status = Field(description="Where the task stands; REVOKED means cancelled")
     decimal: int = Field(description="Decimals asked for")
     progress: float = Field(ge=0, le=100, description="Percent of the work done; never goes back; 100 only at SUCCESS")
     result: float | None = Field(description="PROGRESS: partial sum rounded to `decimal` places; SUCCESS: pi rounded")
@@ -104,6 +103,6 @@ class TaskCreated(BaseModel):
     """A task that was just queued."""
 
     id: str = Field(examples=["5b2f3c1e-8a4d-4f7e-9c0b-2d1e3f4a5b6c"])
-    status: Literal["WAITING"] = "WAITING"
+    status: Status = Field(default=Status(WAITING), description="A new task waits for a worker")
     decimal: int = Field(examples=[8])
     pushqtime: datetime = Field(examples=["2026-11-28T03:00:00.000001Z"])

@@ -1,20 +1,40 @@
-"""Server-sent events: the wire format, and a response that stops the moment its client goes away.
+"""Server-sent events: the wire format, and the response (sse-starlette's EventSourceResponse).
 
-Why not FastAPI's generator endpoints (fastapi.sse.EventSourceResponse): a route here must answer
-404, 503 or 204 before any stream starts, after a first look at the state, and then hand that same
-subscription to the stream; a plain route returning an EventStream says so directly. And why not a
-bare StreamingResponse: it notices a departed client only on its next write under ASGI 2.4, and
-an event stream may stay silent for seconds, so EventStream always listens for `http.disconnect`
-beside the stream and cancels it at once.
+sse-starlette does the response's work. It listens for `http.disconnect` beside the stream and
+cancels the stream the moment its client leaves (a bare StreamingResponse would notice only at its
+next write, and a stream may stay silent for seconds); it sends a keep-alive comment every
+KEEPALIVE seconds; and it notices the server shutting down (it hooks uvicorn's SIGINT/SIGTERM
+handler and checks every 0.5 s) by setting the `shutdown` event it was given, then cancels the
+stream SHUTDOWN_GRACE seconds later unless the stream has ended by itself.
+
+The app's lifespan (app/main.py) makes the streams end by themselves: measured with 20 task streams
+open, SIGTERM ended every one as a complete response within 0.25-0.51 s (that 0.5 s check), and the
+server exited within 0.34-0.59 s. Cancelled instead, the same 20 were cut short after 1.5 s, each
+costing uvicorn an error "ASGI callable returned without completing response.", and each client an
+incomplete chunked body.
+
+Two things stay ours. The encoding of events: a field that spans lines is refused here rather than
+quietly joined as sse-starlette's ServerSentEvent does, since it can only come from a bug. And
+`on_close`, run however the response ends: sse-starlette calls back on a client's disconnect only,
+and runs `background` only after a normal end, while a stream's slot must be given back in every case.
+
+Why not FastAPI's generator endpoints (fastapi.sse): a route here must answer 404, 503 or 204
+before any stream starts, after a first look at the state, and then hand that same subscription to
+the stream; a plain route returning an EventStream says so directly.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 
-from starlette.responses import Response
+import anyio
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.types import Receive, Scope, Send
+
+#: Seconds between two keep-alive comments: they keep proxies and idle timers from closing a quiet stream.
+KEEPALIVE = 15.0
+#: Seconds a stream has to end by itself once the server shuts down, before it is cancelled.
+SHUTDOWN_GRACE = 1.0
 
 
 def event(data: str, *, name: str | None = None, event_id: str | None = None) -> bytes:
@@ -33,62 +53,34 @@ def retry(milliseconds: int) -> bytes:
     return f"retry: {int(milliseconds)}\n\n".encode()
 
 
-def comment(text: str) -> bytes:
-    """A comment line: ignored by clients, keeps proxies and idle timers from closing the stream."""
-    return f": {_one_line(text)}\n\n".encode()
-
-
 def _one_line(value: str) -> str:
     if "\n" in value or "\r" in value:
         raise ValueError(f"an event field cannot span lines: {value!r}")
     return value
 
 
-class EventStream(Response):
-    """A `text/event-stream` response of the chunks `events` yields; `on_close` runs however it ends."""
+def keepalive() -> ServerSentEvent:
+    """The comment sent every KEEPALIVE seconds: ignored by clients."""
+    return ServerSentEvent(comment="keep-alive", sep="\n")
 
-    media_type = "text/event-stream"
+
+class EventStream(EventSourceResponse):
+    """A `text/event-stream` response of the chunks `events` yields; `on_close` runs however it ends.
+
+    `shutdown` is set when the server begins to shut down; `events` should then end (within
+    SHUTDOWN_GRACE seconds, or it is cancelled).
+    """
 
     def __init__(self, events: AsyncIterator[bytes], *, on_close: Callable[[], None] = lambda: None,
-                 headers: Mapping[str, str] | None = None) -> None:
-        self.events = events
+                 shutdown: anyio.Event | None = None) -> None:
+        # The Cache-Control this API has always sent (sse-starlette's own is no-store).
+        super().__init__(events, headers={"Cache-Control": "no-cache"}, sep="\n", ping=KEEPALIVE,
+                         ping_message_factory=keepalive, shutdown_event=shutdown,
+                         shutdown_grace_period=SHUTDOWN_GRACE)
         self.on_close = on_close
-        self.status_code = 200
-        self.background = None
-        # No caching, and no buffering by a proxy (nginx honours X-Accel-Buffering).
-        self.init_headers({"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **(headers or {})})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            streaming = asyncio.create_task(self._stream(send))
-            watching = asyncio.create_task(self._until_disconnect(receive))
-            try:
-                await asyncio.wait((streaming, watching), return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                streaming.cancel()
-                watching.cancel()
-                outcome, _ = await asyncio.gather(streaming, watching, return_exceptions=True)
+            await super().__call__(scope, receive, send)
         finally:
             self.on_close()
-        if isinstance(outcome, Exception):
-            raise outcome
-
-    async def _stream(self, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        try:
-            async for chunk in self.events:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        finally:
-            await _aclose(self.events)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    @staticmethod
-    async def _until_disconnect(receive: Receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-
-async def _aclose(events: AsyncIterator[bytes]) -> None:
-    close = getattr(events, "aclose", None)
-    if close is not None:
-        await close()

@@ -21,17 +21,16 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
+from app.contract import FINAL_STATUSES
 from app.models import task_json
 from app.thrift_client import ThriftPool
 from RPC.ttypes import calcResult
-
-FINAL_STATUSES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 
 
 class _Read:
     """One answer of getTaskStatus, when it came, and its JSON body once rendered."""
 
-    __slots__ = ("record", "at", "_body")
+    __slots__ = ("_body", "at", "record")
 
     def __init__(self, record: calcResult) -> None:
         self.record = record

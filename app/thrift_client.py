@@ -1,10 +1,11 @@
 """An asyncio Thrift client with a pool of persistent framed connections.
 
 Why not the stock client: it blocks, and a blocking call inside an `async def` route freezes the
-whole gateway (FIELD-NOTES), while a new TCP connection per request caps throughput and fills the
-host with TIME_WAIT sockets. Here each call borrows an open connection, writes one framed
-TBinaryProtocol message, awaits the framed reply with a deadline, and returns the connection.
-Requests and replies are (de)serialised with the generated `<method>_args` / `<method>_result` structs.
+whole gateway (its event loop runs nothing else until the call returns), while a new TCP
+connection per request caps throughput and fills the host with TIME_WAIT sockets. Here each call
+borrows an open connection, writes one framed TBinaryProtocol message, awaits the framed reply with
+a deadline, and returns the connection. Requests and replies are (de)serialised with the generated
+`<method>_args` / `<method>_result` structs.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ from RPC import RPCcelery
 from RPC.ttypes import BadArgument, BadDecimal, BadTask, TaskFinished, Unavailable
 
 try:  # the C codec; the plain one speaks the same wire format
+    from thrift.protocol import fastbinary  # noqa: F401 - imported only to fail where the C codec is missing
     from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated as _Protocol
-    from thrift.protocol import fastbinary  # noqa: F401
 except ImportError:  # pragma: no cover - only without the compiled extension
-    _Protocol = TBinaryProtocol  # type: ignore[misc]
+    _Protocol = TBinaryProtocol
 
 log = logging.getLogger(__name__)
 

@@ -2,33 +2,30 @@
 
 from __future__ import annotations
 
-import re
-from typing import Annotated, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
-from app.deps import SettingsDep, TaskReaderDep, ThriftDep
+from app.contract import DEFAULT_MAX_DECIMAL, DEFAULT_PAGE, MAX_PAGE, MIN_DECIMAL, Status
+from app.deps import SettingsDep, TaskIdDep, TaskReaderDep, ThriftDep
 from app.models import ErrorResponse, TaskCreated, TaskModel, task_json
 from RPC.ttypes import BadDecimal, BadTask, TaskFinished
 
 router = APIRouter(tags=["tasks"])
 
-DEFAULT_PAGE = 100
-MAX_PAGE = 1000
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-
-_START_RESPONSES: dict[int | str, dict] = {
+_START_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "decimal is not an integer in the allowed range"},
     503: {"model": ErrorResponse, "description": "The compute service or the task queue is unavailable"},
 }
 # The upper bound is a setting: app/main.py writes MAX_DECIMAL into the OpenAPI schema.
-DecimalPath = Annotated[
-    int, Path(description="Number of decimals of pi, from 1 to MAX_DECIMAL (10 by default)", examples=[6])
-]
+DecimalPath = Annotated[int, Path(
+    description=f"Number of decimals of pi, from {MIN_DECIMAL} to MAX_DECIMAL ({DEFAULT_MAX_DECIMAL} by default)",
+    examples=[6],
+)]
 
 
 async def _start(decimal: int, thrift: ThriftDep, settings: SettingsDep) -> Response:
-    if not 1 <= decimal <= settings.MAX_DECIMAL:
+    if not MIN_DECIMAL <= decimal <= settings.MAX_DECIMAL:
         raise HTTPException(422, decimal_message(settings.MAX_DECIMAL))
     try:
         # Not repeated on a dropped connection: a repeat could queue the task twice.
@@ -54,8 +51,7 @@ async def start_calc_post(decimal: DecimalPath, thrift: ThriftDep, settings: Set
     return await _start(decimal, thrift, settings)
 
 
-TaskId = Annotated[str, Path(description="Task id (a UUID)")]
-_TASK_RESPONSES: dict[int | str, dict] = {
+_TASK_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No task with this id"},
     422: {"model": ErrorResponse, "description": "The request is malformed"},
     503: {"model": ErrorResponse, "description": "The compute service is unavailable"},
@@ -65,20 +61,23 @@ _TASK_RESPONSES: dict[int | str, dict] = {
 # The status routes answer with the JSON bytes TaskReader rendered once per read (shared by every
 # request it serves); response_model still documents them.
 @router.get("/task/{id}", response_model=TaskModel, summary="One task's state", responses=_TASK_RESPONSES)
-async def get_task(id: TaskId, reader: TaskReaderDep) -> Response:  # noqa: A002 - the URL's name
+async def get_task(task_id: TaskIdDep, reader: TaskReaderDep) -> Response:
     """Status, progress, intermediate or final result, and the queued/started/finished times."""
     try:
-        return Response(await reader.get_json(check_task_id(id)), media_type="application/json")
+        return Response(await reader.get_json(task_id), media_type="application/json")
     except BadTask as exc:
         raise HTTPException(404, exc.message) from None
 
 
+_ENDED = {"model": ErrorResponse, "description": "The task has already ended"}
+
+
 @router.delete("/task/{id}", response_model=TaskModel, summary="Cancel a task",
-               responses={**_TASK_RESPONSES, 409: {"model": ErrorResponse, "description": "The task has already ended"}})
-async def cancel_task(id: TaskId, thrift: ThriftDep, reader: TaskReaderDep) -> Response:  # noqa: A002
+               responses={**_TASK_RESPONSES, 409: _ENDED})
+async def cancel_task(task_id: TaskIdDep, thrift: ThriftDep, reader: TaskReaderDep) -> Response:
     """Stop a waiting or running task: it becomes REVOKED with a stop time, and its worker stops computing."""
     try:
-        record = await thrift.call("cancelTask", check_task_id(id), idempotent=False)
+        record = await thrift.call("cancelTask", task_id, idempotent=False)
     except BadTask as exc:
         raise HTTPException(404, exc.message) from None
     except TaskFinished as exc:
@@ -94,23 +93,15 @@ async def list_tasks(
     thrift: ThriftDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Tasks per page")] = DEFAULT_PAGE,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1, description="Tasks to skip")] = 0,
-    status: Annotated[Literal["WAITING", "PROGRESS", "SUCCESS", "FAILURE", "REVOKED"] | None,
-                      Query(description="Only tasks with this status")] = None,
+    status: Annotated[Status | None, Query(description="Only tasks with this status")] = None,
 ) -> Response:
     """A page of tasks, newest `pushqtime` first; the `X-Total-Count` header counts all that match."""
-    page = await thrift.call("listTaskPage", offset, limit, status or "")
+    page = await thrift.call("listTaskPage", offset, limit, status.value if status else "")
     # Each record validated once (TaskModel) and encoded once: no second pass over the list.
     body = b"[" + b",".join(task_json(r) for r in page.tasks) + b"]"
     return Response(body, media_type="application/json", headers={"X-Total-Count": str(page.total)})
 
 
-def check_task_id(task_id: str) -> str:
-    """The id if it is a canonical UUID; 404 without a Thrift hop otherwise."""
-    if not _UUID.fullmatch(task_id):
-        raise HTTPException(404, "no task with this id: a task id is a UUID such as 123e4567-e89b-12d3-a456-426614174000")
-    return task_id
-
-
 def decimal_message(max_decimal: int) -> str:
     """The one sentence every rejected `decimal` gets."""
-    return f"decimal must be an integer from 1 to {max_decimal}"
+    return f"decimal must be an integer from {MIN_DECIMAL} to {max_decimal}"

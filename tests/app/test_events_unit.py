@@ -10,12 +10,15 @@ from collections.abc import AsyncIterator, Coroutine
 
 import httpx
 import pytest
+import uvicorn
+from sse_starlette.sse import AppStatus
 
 from app import sse
 from app.config import GatewaySettings
-from app.feeds import FeedHub, Snapshot
+from app.feeds import MAX_STREAMS, FeedHub
 from app.main import create_app
-from app.routes import events
+from app.snapshots import Snapshot
+from RPC.ttypes import calcResult
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.timeout(30)
@@ -33,7 +36,7 @@ def test_event_has_name_id_and_one_data_line_per_line() -> None:
     assert sse.event("one\ntwo") == b"data: one\ndata: two\n\n"
     assert sse.event("") == b"data: \n\n"
     assert sse.retry(1500) == b"retry: 1500\n\n"
-    assert sse.comment("keep-alive") == b": keep-alive\n\n"
+    assert sse.keepalive().encode() == b": keep-alive\n\n"
 
 
 @pytest.mark.parametrize("field", ["name", "event_id"])
@@ -193,7 +196,7 @@ def test_event_stream_stops_at_once_when_the_client_leaves() -> None:
 
         response = sse.EventStream(forever(), on_close=closed.set)
         started = time.monotonic()
-        await asyncio.wait_for(response({"type": "http"}, receive, send), 2)
+        await asyncio.wait_for(response({"type": "http", "method": "GET"}, receive, send), 2)
         assert time.monotonic() - started < 1.0 and closed.is_set()
         assert sent[0]["type"] == "http.response.start" and sent[1]["body"] == b": hello\n\n"
         headers = dict(sent[0]["headers"])
@@ -263,25 +266,61 @@ def test_too_many_streams_is_503_before_any_thrift_hop() -> None:
     run(check())
 
 
+class RunningTask:
+    """Stands in for the Thrift pool: every task it is asked about is running, forever."""
+
+    async def call(self, method: str, task_id: str, **_: object) -> calcResult:
+        assert method == "getTaskStatus"
+        return calcResult(id=task_id, status="PROGRESS", decimal=5, progress=10.0,
+                          pushqtime="2026-11-28T03:00:00+00:00")
+
+    async def close(self) -> None:
+        pass
+
+
 def test_an_exit_signal_ends_the_streams_and_still_reaches_the_servers_handler() -> None:
     received: list[int] = []
-    before = signal.signal(signal.SIGTERM, lambda signum, frame: received.append(signum))
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    before = signal.signal(signal.SIGTERM, handler)
 
     async def check() -> None:
         app = create_app(GatewaySettings(TSERVER_PORT=free_port()))
-        async with app.router.lifespan_context(app):
-            hub: FeedHub = app.state.feeds
-            signal.raise_signal(signal.SIGTERM)
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
+                                               ws="none", timeout_graceful_shutdown=5))
+        serving = asyncio.create_task(server.serve())  # in the main thread: uvicorn takes over SIGTERM
+        while not server.started:
             await asyncio.sleep(0.01)
-            assert hub.closing and received == [signal.SIGTERM]
-        assert signal.getsignal(signal.SIGTERM) is not None
+        app.state.thrift = RunningTask()
+        hub: FeedHub = app.state.feeds
+        async with (httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
+                    client.stream("GET", "/task/00000000-0000-4000-8000-000000000000/events") as response):
+            lines = response.aiter_lines()
+            async for line in lines:
+                if line.startswith("data:"):
+                    break
+            signal.raise_signal(signal.SIGTERM)
+            asked = time.monotonic()
+            # The stream ends, and as a complete response: one cut short raises here.
+            async for _ in lines:
+                pass
+            took = time.monotonic() - asked
+        await asyncio.wait_for(serving, 10)
+        print(f"\nSIGTERM to the end of an open stream: {took * 1000:.0f} ms")
+        assert hub.closing and took < 1.5
 
     try:
         run(check())
-        # The lifespan put the server's handler back.
-        signal.raise_signal(signal.SIGTERM)
-        assert received == [signal.SIGTERM, signal.SIGTERM]
+        # uvicorn passed the signal on to the handler it had replaced, and put that handler back.
+        assert received == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is handler
     finally:
+        # sse-starlette keeps "the server is exiting" in a process-wide flag that nothing resets:
+        # left set, it would end every later stream of this test process at once.
+        AppStatus.should_exit = False
         signal.signal(signal.SIGTERM, before)
 
 
@@ -292,7 +331,22 @@ def test_stream_routes_are_documented_as_event_streams() -> None:
         assert "text/event-stream" in responses["200"]["content"]
         assert responses["503"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorResponse")
     assert "/ui" not in spec["paths"] and "/idl" not in spec["paths"]
-    assert events.MAX_STREAMS >= 100
+    assert MAX_STREAMS >= 100
+
+
+def test_each_streams_events_are_described_by_name() -> None:
+    spec = create_app(GatewaySettings()).openapi()
+    for path, names in (("/task/{id}/events", {"task", "unavailable", "gone"}),
+                        ("/alltasks/events", {"tasks", "host", "unavailable", "gone"})):
+        content = spec["paths"][path]["get"]["responses"]["200"]["content"]
+        assert set(content) == {"text/event-stream"}
+        items = content["text/event-stream"]["itemSchema"]
+        assert set(items["discriminator"]["mapping"]) == names and len(items["oneOf"]) == len(set(
+            items["discriminator"]["mapping"].values()))
+        for ref in items["oneOf"]:
+            event = spec["components"]["schemas"][ref["$ref"].rsplit("/", 1)[-1]]
+            assert event["properties"]["data"]["contentMediaType"] == "application/json"
+            assert event["properties"]["data"]["contentSchema"]["$ref"].startswith("#/components/schemas/")
 
 
 # ---- the dashboard's and the IDL's files ----------------------------------------------------------

@@ -8,6 +8,7 @@ import time
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from app.config import GatewaySettings
 from app.main import create_app
@@ -102,3 +103,21 @@ def test_openapi_documents_errors_as_detail_strings() -> None:
         assert set(ops[method]["responses"]) == {"202", "422", "503"}
         assert ops[method]["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("ErrorResponse")
     assert set(spec["paths"]["/task/{id}"]["get"]["responses"]) >= {"200", "404", "503"}
+
+
+def test_the_vocabulary_is_the_idls() -> None:
+    from app.contract import FINAL_STATUSES, Status
+    from RPC import constants
+
+    assert [s.value for s in Status] == constants.STATUSES and FINAL_STATUSES == constants.FINAL_STATUSES
+    spec = create_app(GatewaySettings()).openapi()
+    assert spec["components"]["schemas"]["Status"]["enum"] == constants.STATUSES
+    limit = next(p for p in spec["paths"]["/alltasks"]["get"]["parameters"] if p["name"] == "limit")["schema"]
+    assert (limit["default"], limit["maximum"]) == (constants.DEFAULT_PAGE, constants.MAX_PAGE)
+    assert GatewaySettings.model_fields["MAX_DECIMAL"].default == constants.DEFAULT_MAX_DECIMAL
+    for allowed in (constants.MIN_DECIMAL, constants.MAX_SUPPORTED_DECIMAL):
+        settings = GatewaySettings(MAX_DECIMAL=allowed)
+        assert allowed == settings.MAX_DECIMAL
+    for refused in (constants.MIN_DECIMAL - 1, constants.MAX_SUPPORTED_DECIMAL + 1):
+        with pytest.raises(ValidationError):
+            GatewaySettings(MAX_DECIMAL=refused)

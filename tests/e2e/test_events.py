@@ -19,6 +19,7 @@ import httpx
 import pytest
 import uvicorn
 
+from app import sse
 from app.config import GatewaySettings
 from app.main import create_app
 from app.routes import events
@@ -231,10 +232,10 @@ def gateway(demo: Stack) -> Iterator[tuple[str, object]]:
 
 def test_streams_are_bounded_and_a_departed_client_frees_its_stream(demo: Stack,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(events, "MAX_STREAMS", 2)
-    monkeypatch.setattr(events, "KEEPALIVE", 0.3)
+    monkeypatch.setattr(sse, "KEEPALIVE", 0.3)
     with gateway(demo) as (api, app):
         hub = app.state.feeds  # type: ignore[attr-defined]
+        hub.max_streams = 2
         quiet = f"{api}/alltasks/events?status=FAILURE"  # a page that does not change here
         with stream(quiet) as a, stream(quiet) as b:
             assert a.next() is not None and b.next() is not None
