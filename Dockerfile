@@ -6,11 +6,9 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml setup.py README.md ./
-COPY gen-py ./gen-py
-COPY app ./app
-COPY tserver ./tserver
-COPY worker ./worker
+# The whole build context, filtered by .dockerignore (tests, bench, docs, caches, local state and
+# secrets stay out): `pip wheel .` builds whatever pyproject.toml declares, with no list to keep here.
+COPY . .
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # Runtime stage: no compiler, no sources beyond the installed wheels, a non-root user.
@@ -19,7 +17,8 @@ RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin pi \
  && mkdir -p /data/results /var/log/pi /run/pi \
  && chown pi:pi /data/results /var/log/pi /run/pi
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+# --no-index: exactly the wheels the build stage resolved, nothing fetched a second time.
+RUN pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
 WORKDIR /app
 COPY supervisord.conf ./supervisord.conf
 COPY docker/entrypoint.sh /usr/local/bin/entrypoint.sh
@@ -43,7 +42,9 @@ ENV BROKER_URL=amqp://guest:guest@rabbitmq:5672// \
     PYTHONUNBUFFERED=1
 
 USER pi
-VOLUME ["/data/results"]
+# No VOLUME line: it would give every container of this image an anonymous volume, the gateway's
+# too, left behind at each `down`. docker-compose.yml mounts the named volume `results` on
+# /data/results; a plain `docker run` keeps the state only as long as its container.
 EXPOSE 8000 9000 9001
 ENTRYPOINT ["/usr/local/bin/entrypoint.sh"]
 CMD ["supervisord", "-c", "/app/supervisord.conf"]
