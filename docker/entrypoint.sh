@@ -3,11 +3,16 @@
 # restart the services. Then runs the given command.
 set -eu
 if [ "${1:-}" = "supervisord" ]; then
+  why=""
   case "${SUPERVISOR_PASSWORD:-}" in
-    ""|admin|password|changeme|change-me|secret|supervisor)
-      echo "entrypoint: refusing to start: set SUPERVISOR_PASSWORD to a secret of your own" >&2
-      exit 64 ;;
+    "") why="SUPERVISOR_PASSWORD is empty" ;;
+    admin|password|changeme|change-me|secret|supervisor) why="SUPERVISOR_PASSWORD is a well-known password" ;;
   esac
+  if [ -n "$why" ]; then
+    echo "entrypoint: refusing to start: $why, and supervisord's web UI (port ${SUPERVISOR_PORT:-9001}) can" \
+      "stop and restart the services; set SUPERVISOR_PASSWORD to a secret of your own" >&2
+    exit 64
+  fi
   mkdir -p "$LOG_DIR" "$RUN_DIR" "$STATE_DIR"
   touch "$LOG_DIR/tserver.log" "$LOG_DIR/worker.log"
 fi
