@@ -18,7 +18,7 @@ import httpx
 
 from testing.waiting import free_port, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
@@ -37,6 +37,10 @@ class Stack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     #: More environment for every process it starts (e.g. DEMO_MIN_SECONDS for the dashboard tests).
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Where task state lives: "files" (state_dir) or "redis" (redis_url, under a key prefix of its own).
+    state_backend: str = "files"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = field(default_factory=lambda: f"pitest-{uuid.uuid4().hex[:12]}:")
 
     @property
     def state_dir(self) -> Path:
@@ -45,6 +49,11 @@ class Stack:
     @property
     def log_dir(self) -> Path:
         return self.root / "logs"
+
+    @property
+    def disk_path(self) -> str:
+        """The folder whose disk GET / reports: the state folder, or / when state is in Redis."""
+        return str(self.state_dir.resolve()) if self.state_backend == "files" else "/"
 
     @property
     def api(self) -> str:
@@ -64,6 +73,7 @@ class Stack:
             SUPERVISOR_HOST="127.0.0.1", SUPERVISOR_PORT=str(self.supervisor_port),
             SUPERVISOR_USER=self.user, SUPERVISOR_PASSWORD=self.password,
             LOG_DIR=str(self.log_dir), RUN_DIR=str(self.root / "run"), PYTHONUNBUFFERED="1",
+            STATE_BACKEND=self.state_backend, REDIS_URL=self.redis_url, REDIS_KEY_PREFIX=self.redis_prefix,
         )
         env.update(self.extra_env)
         env.update(extra)
@@ -106,6 +116,32 @@ class Stack:
         self._stop("gateway")
         self._stop("supervisord", timeout=30)
         self.delete_queue()
+        if self.state_backend == "redis":
+            self.delete_redis_keys()
+
+    def redis_documents(self) -> dict[str, bytes]:
+        """Every task document under this stack's prefix, by task id."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=3)
+        try:
+            keys = list(client.scan_iter(match=f"{self.redis_prefix}task:*", count=1000))
+            values = client.mget(keys) if keys else []
+            return {k.decode().rsplit(":", 1)[1]: v for k, v in zip(keys, values, strict=True) if v is not None}
+        finally:
+            client.close()
+
+    def delete_redis_keys(self) -> None:
+        """Remove every key under this stack's prefix."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url, socket_connect_timeout=3)
+        try:
+            keys = list(client.scan_iter(match=f"{self.redis_prefix}*", count=1000))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
 
     def delete_queue(self) -> None:
         from kombu import Connection, Queue
@@ -135,9 +171,12 @@ class Stack:
 
 
 @contextmanager
-def running_stack(root: Path, broker_url: str, **extra_env: str) -> Iterator[Stack]:
+def running_stack(root: Path, broker_url: str, state_backend: str = "files", redis_url: str = "",
+                  **extra_env: str) -> Iterator[Stack]:
     """A started Stack (with `extra_env` for every process), stopped and cleaned up on exit."""
-    stack = Stack(root=root, broker_url=broker_url, extra_env=dict(extra_env))
+    stack = Stack(root=root, broker_url=broker_url, extra_env=dict(extra_env), state_backend=state_backend)
+    if redis_url:
+        stack.redis_url = redis_url
     try:
         stack.start()
         yield stack

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.config import GatewaySettings
+from state.config import StateSettings
 from tserver.config import ServerSettings
 from worker.config import WorkerSettings
 
@@ -19,7 +20,7 @@ BIN = Path(sys.executable).parent
 
 def start(cmd: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if k not in GatewaySettings.model_fields | WorkerSettings.model_fields
-            | ServerSettings.model_fields}
+            | ServerSettings.model_fields | StateSettings.model_fields}
     base.update(PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", STATE_DIR=str(tmp_path / "results"))
     base.update(env)
     return subprocess.run(cmd, cwd=REPO, env=base, capture_output=True, text=True, timeout=60)
@@ -59,12 +60,13 @@ def test_unwritable_state_folder_stops_with_one_line(tmp_path: Path, not_a_folde
 
 
 def test_defaults_are_the_documented_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in GatewaySettings.model_fields | WorkerSettings.model_fields | ServerSettings.model_fields:
+    for key in (GatewaySettings.model_fields | WorkerSettings.model_fields | ServerSettings.model_fields
+                | StateSettings.model_fields):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.chdir(tmp_path)
-    worker, server, gateway = WorkerSettings(), ServerSettings(), GatewaySettings()
+    worker, server, gateway, state = WorkerSettings(), ServerSettings(), GatewaySettings(), StateSettings()
     assert worker.BROKER_URL == "amqp://guest:guest@localhost:5672//"
-    assert worker.STATE_DIR == (tmp_path / "results").resolve() and worker.MAX_DECIMAL == 10
+    assert state.STATE_DIR == (tmp_path / "results").resolve() and worker.MAX_DECIMAL == 10
     assert server.TSERVER_PORT == 9000 and gateway.TSERVER_PORT == 9000 and gateway.API_PORT == 8000
     readme = (REPO / "README.md").read_text()
     for key in ("BROKER_URL", "CELERY_QUEUE", "STATE_DIR", "TSERVER_HOST", "TSERVER_PORT", "API_PORT",

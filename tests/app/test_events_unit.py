@@ -19,7 +19,7 @@ from app.feeds import MAX_STREAMS, FeedHub
 from app.main import create_app
 from app.snapshots import Snapshot
 from RPC.ttypes import calcResult
-from tests.conftest import free_port
+from testing.waiting import free_port
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from app.config import GatewaySettings
 from app.main import create_app
-from tests.conftest import free_port
+from testing.waiting import free_port
 
 pytestmark = pytest.mark.timeout(30)
 

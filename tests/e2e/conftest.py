@@ -9,10 +9,12 @@ import pytest
 from testing.stack import Stack, running_stack
 
 
-@pytest.fixture(scope="session")
-def stack(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """supervisord (tserver + worker) and the gateway, running until the session ends."""
-    with running_stack(tmp_path_factory.mktemp("stack"), broker_url) as s:
+@pytest.fixture(scope="session", params=["files", "redis"])
+def stack(request: pytest.FixtureRequest, broker_url: str, redis_url: str,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """supervisord (tserver + worker) and the gateway, with each state backend in turn."""
+    with running_stack(tmp_path_factory.mktemp("stack"), broker_url, state_backend=request.param,
+                       redis_url=redis_url) as s:
         yield s
 
 

@@ -6,8 +6,8 @@ import time
 
 import httpx
 
-from testing.waiting import wait_for
 from testing.stack import Stack
+from testing.waiting import wait_for
 from tests.e2e.test_routes import wait_done
 
 

@@ -23,8 +23,8 @@ from app import sse
 from app.config import GatewaySettings
 from app.main import create_app
 from app.routes import events
-from tests.conftest import free_port, wait_for
-from tests.e2e.stack import Stack, running_stack
+from testing.stack import Stack, running_stack
+from testing.waiting import free_port, wait_for
 
 DEMO_SECONDS = 2.0
 FINAL = {"SUCCESS", "FAILURE", "REVOKED"}

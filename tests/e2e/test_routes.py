@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 import httpx
 import pytest
 
-from testing.waiting import wait_for
 from testing.stack import Stack
+from testing.waiting import wait_for
 
 PI = "3.14159265358979323846264338327950288419716939937510"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -47,7 +47,7 @@ def test_host_status(stack: Stack) -> None:
     assert 0 <= body["cpu"]["percent"] <= 100 and body["cpu"]["count"] >= 1
     assert len(body["cpu"]["load_average"]) == 3
     assert 0 < body["memory"]["available"] <= body["memory"]["total"]
-    assert body["disk"]["path"] == str(stack.state_dir.resolve())
+    assert body["disk"]["path"] == stack.disk_path
     assert 0 < body["disk"]["free"] <= body["disk"]["total"]
 
 
@@ -161,6 +161,13 @@ def test_bad_listing_parameters_are_422(stack: Stack, params: dict) -> None:
 def test_state_files_are_valid_json_and_atomic(stack: Stack) -> None:
     task = httpx.post(f"{stack.api}/calcpi/5", timeout=10).json()
     wait_done(stack, task["id"])
+    if stack.state_backend == "redis":  # one document per task under the stack's key prefix
+        documents = stack.redis_documents()
+        assert task["id"] in documents
+        for task_id, raw in documents.items():
+            data = json.loads(raw)
+            assert data["id"] == task_id and data["status"] in ("WAITING", "PROGRESS", "SUCCESS", "FAILURE", "REVOKED")
+        return
     names = [p.name for p in stack.state_dir.iterdir()]
     assert f"{task['id']}.json" in names
     # A running task's writer may hold a temporary file for an instant; a leftover one stays.

@@ -14,8 +14,8 @@ from thrift.transport import TSocket, TTransport
 
 from RPC import RPCcelery
 from RPC.ttypes import BadDecimal, BadTask
-from testing.waiting import wait_for
 from testing.stack import Stack
+from testing.waiting import wait_for
 
 # The original demo's contract as its clients know it: fields 1-6 of calcResult and three methods.
 ORIGINAL_IDL = textwrap.dedent("""

@@ -20,8 +20,8 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
 from RPC import RPCcelery
-from tests.conftest import wait_for
-from tests.e2e.stack import REPO, Stack, running_stack
+from testing.stack import REPO, Stack, running_stack
+from testing.waiting import wait_for
 from tests.e2e.test_routes import rounded_pi
 
 CHROMIUM = "/usr/bin/chromium"

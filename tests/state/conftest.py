@@ -4,7 +4,6 @@ prefix of its own on the machine's real Redis (removed after the test)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -17,10 +16,9 @@ import redis
 from state.backends import open_catalog, open_store
 from state.config import StateSettings
 from state.interface import TaskCatalog, TaskStore
+from tests.conftest import REDIS_URL
 
 T = TypeVar("T")
-#: The Redis the tests use (a key prefix of their own on it); TEST_REDIS_URL points elsewhere.
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -57,23 +55,17 @@ class Backend:
 
 
 def redis_client() -> redis.Redis:
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.fail(f"Redis does not answer at {REDIS_URL} ({exc}). Start it with `redis-server --daemonize yes` "
-                    "(Debian: apt-get install redis-server), or point TEST_REDIS_URL at one.")
-    return client
+    return redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
 
 
 @pytest.fixture(params=["files", "redis"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+def backend(request: pytest.FixtureRequest, tmp_path: Path, redis_url: str) -> Iterator[Backend]:
     """Each backend in turn."""
     yield from _backend(request.param, tmp_path)
 
 
 @pytest.fixture
-def redis_backend(tmp_path: Path) -> Iterator[Backend]:
+def redis_backend(tmp_path: Path, redis_url: str) -> Iterator[Backend]:
     """The Redis backend alone."""
     yield from _backend("redis", tmp_path)
 
