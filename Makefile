@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check gen install bench soak clean docs
+.PHONY: run test test-containers check gen install bench soak clean docs
 
 $(STAMP): pyproject.toml setup.py worker/_leibniz.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,10 +19,15 @@ install: $(STAMP)
 run: $(STAMP)
 	PYTHON=$(PY) bash scripts/run.sh
 
-## Install what the tests need and run them all.
+## Install what the tests need and run them all (the container stage is `make test-containers`).
 test: $(STAMP)
 	bash scripts/ensure-rabbitmq.sh
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --ignore=tests/containers $(PYTEST_ARGS)
+
+## The container path for real (docs/containers.md): installs podman where missing, builds the image from
+## the Dockerfile, runs docker-compose.yml and checks it through the published ports. About 2-5 minutes.
+test-containers: $(STAMP)
+	PY=$(PY) bash scripts/test-containers.sh $(PYTEST_ARGS)
 
 ## Lint, format check and strict type check (configured in pyproject.toml).
 check: $(STAMP)
