@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, ValidationError
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.contract import DEFAULT_MAX_DECIMAL, MAX_SUPPORTED_DECIMAL, MIN_DECIMAL
@@ -17,6 +19,8 @@ class GatewaySettings(BaseSettings):
     API_PORT: int = Field(default=8000, ge=0, le=65535)
     TSERVER_HOST: str = Field(default="127.0.0.1", min_length=1)
     TSERVER_PORT: int = Field(default=9000, ge=1, le=65535)
+    # Thrift server replicas, host:port,host:port,... (IPv6 as [addr]:port); empty: TSERVER_HOST:TSERVER_PORT.
+    TSERVER_ADDRESSES: str = ""
     # Longer than the Thrift server's own bound on a publish (PUBLISH_TIMEOUT x retries), shorter
     # than the 5 s within which a user must get an answer.
     THRIFT_TIMEOUT: float = Field(default=4.5, gt=0, le=60)
@@ -25,6 +29,33 @@ class GatewaySettings(BaseSettings):
     THRIFT_POOL_SIZE: int = Field(default=32, ge=1, le=1024)
     # Same variable as the compute side's: the gateway rejects out-of-range input without a hop.
     MAX_DECIMAL: int = Field(default=DEFAULT_MAX_DECIMAL, ge=MIN_DECIMAL, le=MAX_SUPPORTED_DECIMAL)
+
+    @field_validator("TSERVER_ADDRESSES")
+    @classmethod
+    def _addresses(cls, value: str) -> str:
+        parse_addresses(value)  # raises ValueError naming the bad entry
+        return value
+
+    @property
+    def thrift_addresses(self) -> list[tuple[str, int]]:
+        """The Thrift servers to call: TSERVER_ADDRESSES, or the one at TSERVER_HOST:TSERVER_PORT."""
+        return parse_addresses(self.TSERVER_ADDRESSES) or [(self.TSERVER_HOST, self.TSERVER_PORT)]
+
+
+def parse_addresses(text: str) -> list[tuple[str, int]]:
+    """`host:port,[v6]:port,...` as (host, port) pairs; ValueError naming the first bad entry."""
+    addresses = []
+    for entry in (e.strip() for e in text.split(",")) if text.strip() else ():
+        try:
+            parts = urlsplit(f"//{entry}")
+            host, port = parts.hostname, parts.port  # .port raises ValueError when out of range
+            malformed = parts.netloc != entry or bool(parts.path) or "@" in entry
+        except ValueError:
+            host, port, malformed = None, None, True
+        if not host or not port or malformed or any(c.isspace() for c in entry):
+            raise ValueError(f"{entry!r} is not host:port (port 1-65535; an IPv6 address in brackets)")
+        addresses.append((host, port))
+    return addresses
 
 
 def describe_error(exc: ValidationError) -> str:

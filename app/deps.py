@@ -10,13 +10,13 @@ from app.config import GatewaySettings
 from app.contract import EXAMPLE_TASK_ID, TASK_ID
 from app.feeds import FeedHub
 from app.task_reader import TaskReader
-from app.thrift_client import ThriftPool
+from app.thrift_client import ThriftCaller
 
 
 # `async def`, not `def`: FastAPI runs a plain `def` dependency in a worker thread, a thread hop
 # per request for a mere attribute lookup.
-async def get_thrift(request: Request) -> ThriftPool:
-    thrift: ThriftPool = request.app.state.thrift
+async def get_thrift(request: Request) -> ThriftCaller:
+    thrift: ThriftCaller = request.app.state.thrift
     return thrift
 
 
@@ -42,7 +42,7 @@ async def get_task_id(id: Annotated[str, Path(description="Task id (a UUID)")]) 
     return id
 
 
-ThriftDep = Annotated[ThriftPool, Depends(get_thrift)]
+ThriftDep = Annotated[ThriftCaller, Depends(get_thrift)]
 SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
 TaskReaderDep = Annotated[TaskReader, Depends(get_task_reader)]
 HubDep = Annotated[FeedHub, Depends(get_hub)]

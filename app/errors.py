@@ -1,8 +1,10 @@
 """Errors of the gateway.
 
     GatewayError
-    ├── ComputeUnavailable   the Thrift server cannot be reached or did not answer in time (503)
-    └── ComputeFailed        the Thrift server answered with an internal error (502)
+    ├── ComputeUnavailable     the Thrift server cannot be reached or did not answer in time (503)
+    │   ├── ComputeUnreachable ... no connection could be opened: the call was certainly not sent
+    │   └── ComputeDropped     ... the connection broke during the call: it may have been received
+    └── ComputeFailed          the Thrift server answered with an internal error (502)
 
 The IDL's exceptions (RPC.ttypes.BadDecimal, BadTask, BadArgument, Unavailable) arrive typed from the
 Thrift client; app/main.py turns each into an HTTP status with a `detail` message.
@@ -15,6 +17,14 @@ class GatewayError(Exception):
 
 class ComputeUnavailable(GatewayError):
     """The Thrift server cannot be reached or did not answer in time."""
+
+
+class ComputeUnreachable(ComputeUnavailable):
+    """No connection to the Thrift server could be opened: nothing was sent, any call may be repeated."""
+
+
+class ComputeDropped(ComputeUnavailable):
+    """The connection to the Thrift server broke during a call (it may have been received)."""
 
 
 class ComputeFailed(GatewayError):

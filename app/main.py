@@ -16,9 +16,9 @@ from app.contract import MIN_DECIMAL
 from app.errors import ComputeFailed, ComputeUnavailable
 from app.event_models import file_event_schemas
 from app.feeds import FeedHub
+from app.replicas import ThriftReplicas
 from app.routes import events, host, tasks, ui
 from app.task_reader import TaskReader
-from app.thrift_client import ThriftPool
 from RPC.ttypes import BadArgument, Unavailable
 
 DESCRIPTION = """
@@ -39,8 +39,8 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.thrift = ThriftPool(
-            settings.TSERVER_HOST, settings.TSERVER_PORT, size=settings.THRIFT_POOL_SIZE,
+        app.state.thrift = ThriftReplicas(
+            settings.thrift_addresses, size=settings.THRIFT_POOL_SIZE,
             timeout=settings.THRIFT_TIMEOUT, connect_timeout=settings.THRIFT_CONNECT_TIMEOUT,
         )
         app.state.task_reader = TaskReader(app.state.thrift)

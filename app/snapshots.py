@@ -15,7 +15,7 @@ from app.contract import FINAL_STATUSES, Status
 from app.errors import ComputeFailed, ComputeUnavailable
 from app.event_models import TaskPage
 from app.models import HostModel, TaskModel
-from app.thrift_client import ThriftPool
+from app.thrift_client import ThriftCaller
 from RPC.ttypes import BadTask, Unavailable
 
 
@@ -49,7 +49,7 @@ class Snapshot:
 _TROUBLE = (ComputeUnavailable, ComputeFailed, Unavailable)
 
 
-async def fetch_task(thrift: ThriftPool, task_id: str) -> Snapshot:
+async def fetch_task(thrift: ThriftCaller, task_id: str) -> Snapshot:
     """Event `task` (final once the task has ended), or `gone` if there is no such task."""
     try:
         task = TaskModel.from_thrift(await thrift.call("getTaskStatus", task_id))
@@ -60,7 +60,7 @@ async def fetch_task(thrift: ThriftPool, task_id: str) -> Snapshot:
     return Snapshot.state("task", task.model_dump_json(), final=task.status in FINAL_STATUSES)
 
 
-async def fetch_page(thrift: ThriftPool, offset: int, limit: int, status: Status | None) -> Snapshot:
+async def fetch_page(thrift: ThriftCaller, offset: int, limit: int, status: Status | None) -> Snapshot:
     """Event `tasks`: a page of the list, newest first."""
     try:
         page = await thrift.call("listTaskPage", offset, limit, status.value if status else "")
@@ -71,7 +71,7 @@ async def fetch_page(thrift: ThriftPool, offset: int, limit: int, status: Status
     return Snapshot.state("tasks", body.model_dump_json())
 
 
-async def fetch_host(thrift: ThriftPool) -> Snapshot:
+async def fetch_host(thrift: ThriftCaller) -> Snapshot:
     """Event `host`: the compute host's state."""
     try:
         host = HostModel.from_thrift(await thrift.call("getHostStatus"))

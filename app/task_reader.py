@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from app.contract import FINAL_STATUSES
 from app.models import task_json
-from app.thrift_client import ThriftPool
+from app.thrift_client import ThriftCaller
 from RPC.ttypes import calcResult
 
 
@@ -46,7 +46,7 @@ class _Read:
 class TaskReader:
     """getTaskStatus with single flight and a cache of ended tasks."""
 
-    def __init__(self, thrift: ThriftPool, *, max_entries: int = 10_000, final_ttl: float = 5.0,
+    def __init__(self, thrift: ThriftCaller, *, max_entries: int = 10_000, final_ttl: float = 5.0,
                  render: Callable[[calcResult], bytes] = task_json) -> None:
         self.thrift = thrift
         self.max_entries = max_entries

@@ -14,14 +14,14 @@ import asyncio
 import logging
 import struct
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.protocol.TProtocol import TProtocolException
 from thrift.Thrift import TApplicationException, TMessageType
 from thrift.transport.TTransport import TMemoryBuffer, TTransportException
 
-from app.errors import ComputeFailed, ComputeUnavailable
+from app.errors import ComputeDropped, ComputeFailed, ComputeUnavailable, ComputeUnreachable
 from RPC import RPCcelery
 from RPC.ttypes import BadArgument, BadDecimal, BadTask, TaskFinished, Unavailable
 
@@ -97,6 +97,14 @@ def _unwrap(method: str, result: Any) -> Any:
     return result.success
 
 
+class ThriftCaller(Protocol):
+    """What routes and readers need of a Thrift client: ThriftPool (one server) or ThriftReplicas (several)."""
+
+    async def call(self, method: str, *args: Any, idempotent: bool = True) -> Any:
+        """Call `method`; IDL exceptions pass through typed, transport trouble is ComputeUnavailable."""
+        ...
+
+
 class ThriftPool:
     """Calls RPCcelery methods over a bounded pool of persistent connections."""
 
@@ -137,7 +145,7 @@ class ThriftPool:
                 # The pooled connection may have died while idle (server restarted): one fresh try.
                 log.info("retrying %s on a new connection after %r", method, exc)
                 return await self._call(method, args, idempotent=False)
-            raise ComputeUnavailable(f"the compute service dropped the connection ({exc.__class__.__name__})") from None
+            raise ComputeDropped(f"the compute service dropped the connection ({exc.__class__.__name__})") from None
         except BaseException:
             conn.close()  # cancelled mid-call: its reply must not arrive on a reused connection
             raise
@@ -157,7 +165,7 @@ class ThriftPool:
             async with asyncio.timeout(self.connect_timeout):
                 reader, writer = await asyncio.open_connection(self.host, self.port)
         except (OSError, TimeoutError) as exc:
-            raise ComputeUnavailable(
+            raise ComputeUnreachable(
                 f"the compute service at {self.host}:{self.port} is unreachable ({exc.__class__.__name__})"
             ) from None
         return _Connection(reader, writer)

@@ -41,6 +41,15 @@ def not_a_folder(tmp_path: Path) -> str:
     ([sys.executable, "-m", "tserver"], {"CELERY_QUEUE": "bad queue/name"}, "CELERY_QUEUE"),
     ([sys.executable, "-m", "app"], {"API_PORT": "eighty"}, "API_PORT"),
     ([sys.executable, "-m", "app"], {"THRIFT_TIMEOUT": "-1"}, "THRIFT_TIMEOUT"),
+    ([sys.executable, "-m", "app"], {"TSERVER_ADDRESSES": "a:1,b"}, "TSERVER_ADDRESSES"),
+    ([sys.executable, "-m", "app"], {"TSERVER_ADDRESSES": "[::1:9000"}, "TSERVER_ADDRESSES"),
+    ([sys.executable, "-m", "app"], {"TSERVER_ADDRESSES": "h:99999"}, "TSERVER_ADDRESSES"),
+    ([sys.executable, "-m", "tserver"], {"STATE_BACKEND": "redis", "REDIS_URL": "http://x"}, "REDIS_URL"),
+    ([sys.executable, "-m", "tserver"], {"STATE_BACKEND": "redis", "REDIS_URL": "redis://h:port"}, "REDIS_URL"),
+    ([sys.executable, "-m", "tserver"], {"STATE_BACKEND": "sqlite"}, "STATE_BACKEND"),
+    ([sys.executable, "-m", "tserver"], {"REDIS_KEY_PREFIX": "a b"}, "REDIS_KEY_PREFIX"),
+    ([sys.executable, "-m", "worker"], {"STATE_BACKEND": "redis", "REDIS_URL": "redis://:secret@h:x"}, "REDIS_URL"),
+    ([sys.executable, "-m", "worker"], {"CELERY_QUEUE_TYPE": "quorum", "TASK_MAX_ATTEMPTS": "25"}, "TASK_MAX_ATTEMPTS"),
     ([str(BIN / "celery"), "-A", "worker.app", "worker"], {"MAX_DECIMAL": "0"}, "MAX_DECIMAL"),
 ])
 def test_bad_setting_stops_with_one_line(tmp_path: Path, cmd: list[str], env: dict, name: str) -> None:
@@ -72,3 +81,8 @@ def test_defaults_are_the_documented_ones(tmp_path: Path, monkeypatch: pytest.Mo
     for key in ("BROKER_URL", "CELERY_QUEUE", "STATE_DIR", "TSERVER_HOST", "TSERVER_PORT", "API_PORT",
                 "SUPERVISOR_PORT", "SUPERVISOR_USER", "SUPERVISOR_PASSWORD", "MAX_DECIMAL"):
         assert f"`{key}`" in readme, f"{key} is not documented in README.md"
+
+
+def test_a_bad_redis_url_never_shows_its_password(tmp_path: Path) -> None:
+    run = start([sys.executable, "-m", "tserver"], tmp_path, STATE_BACKEND="redis", REDIS_URL="redis://:hunter2@h:x")
+    assert run.returncode != 0 and "REDIS_URL" in run.stderr and "hunter2" not in run.stderr

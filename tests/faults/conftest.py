@@ -1,4 +1,4 @@
-"""Fault-injection tests: the real product (tests/e2e/stack.py), a fault, and what a user then sees.
+"""Fault-injection tests: the real product (testing/stack.py), a fault, and what a user then sees.
 
 Each module starts stacks of its own, with the settings its faults need, and helpers here find the
 processes to kill and check the state files the product leaves behind.
@@ -19,9 +19,9 @@ import httpx
 import psutil
 import pytest
 
-from testing.waiting import wait_for
-from testing.stack import Stack
 from state.records import FINAL_STATUSES, TaskState
+from testing.stack import Stack
+from testing.waiting import wait_for
 
 PI_10 = "3.1415926536"
 
@@ -49,11 +49,14 @@ class FaultStack(Stack):
 
 
 @contextmanager
-def running_stack(root: Path, broker_url: str, queue: str | None = None, **settings: str) -> Iterator[FaultStack]:
+def running_stack(root: Path, broker_url: str, queue: str | None = None, state_backend: str = "files",
+                  redis_url: str = "", **settings: str) -> Iterator[FaultStack]:
     """A started FaultStack, stopped (and its queue deleted) on exit."""
-    stack = FaultStack(root=root, broker_url=broker_url, settings=settings)
+    stack = FaultStack(root=root, broker_url=broker_url, settings=settings, state_backend=state_backend)
     if queue is not None:
         stack.queue = queue
+    if redis_url:
+        stack.redis_url = redis_url
     try:
         stack.start()
         yield stack
