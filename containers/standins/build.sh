@@ -103,15 +103,23 @@ py_state=$(state "$PY" "$py_hash")
 mq_state=$(state "$MQ" "$mq_hash")
 log "$PY: $py_state; $MQ: $mq_state"
 
+status=0
 if [ "$py_state" = build ] || [ "$mq_state" = build ]; then
   make_base "$base_hash"
   # The two stand-ins build side by side (about one core each).
   pids=()
   [ "$py_state" != build ] || { build_standin "$PY" "$here/python" "$py_hash" "$CA_BUNDLE" & pids+=($!); }
   [ "$mq_state" != build ] || { build_standin "$MQ" "$here/rabbitmq" "$mq_hash" & pids+=($!); }
-  status=0
   for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-  # The stand-ins they replaced, if any, now have no name: remove them (ours only).
-  podman images -q --filter "label=$LABEL" --filter dangling=true | xargs -r podman rmi >/dev/null 2>&1 || true
-  exit "$status"
 fi
+# Images left without a name that were built on a stand-in no longer in use (replaced by a newer
+# definition or by a pulled real image): remove them. Found by the label, which images built FROM a
+# stand-in inherit; those of the stand-ins in use are kept (our image's build stage is a cache).
+# Refused, harmlessly, while something still uses one; a later run removes it.
+keep=" $base_hash "
+[ "$py_state" = real ] || keep+="$py_hash "
+[ "$mq_state" = real ] || keep+="$mq_hash "
+for id in $(podman images -q --filter "label=$LABEL" --filter dangling=true); do
+  case "$keep" in *" $(label_of "$id") "*) ;; *) podman rmi "$id" >/dev/null 2>&1 || true ;; esac
+done
+exit "$status"
