@@ -32,11 +32,13 @@ if ((${#missing[@]})); then
 fi
 "$PY" -c 'import podman_compose' 2>/dev/null \
   || "$PY" -m pip install -q "podman-compose==$PODMAN_COMPOSE_VERSION"
+log "engine ready after $(( $(date +%s) - started )) s"
 
 # 2. podman's settings (a private containers.conf) and the base images.
 # shellcheck source=../containers/engine.sh
 source containers/engine.sh
 bash containers/standins/build.sh
+log "base images ready after $(( $(date +%s) - started )) s"
 
 # 3. The tests. Their projects are named after this prefix, so that whatever a killed run left
 #    behind is found and removed here.

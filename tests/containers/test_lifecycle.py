@@ -62,3 +62,15 @@ def test_stopping_the_compute_container_is_orderly_and_its_task_resumes(stack: S
     until(lambda: stack.task(task_id)["attempts"] >= 2, 120, "the stopped task to be delivered again")
     cancelled = httpx.delete(f"{stack.api}/task/{task_id}", timeout=10)
     assert cancelled.status_code == 200 and cancelled.json()["status"] == "REVOKED", cancelled.text
+
+
+def test_the_stack_recovers_by_itself_when_the_broker_restarts(stack: Stack) -> None:
+    """The Thrift server's publisher and the worker reconnect on their own: no restart of the compute
+    container, no health-check ordering needed (podman-compose ignores `condition: service_healthy`)."""
+    compute = stack.compose.container("tserver")
+    started_at = podman("inspect", "--format", "{{.State.StartedAt}}", compute).stdout
+    stack.compose.run("restart", "rabbitmq", timeout=120)
+    task_id = stack.start(8, timeout=180)  # 503 while the broker starts, then 202
+    done = stack.wait_status(task_id, {"SUCCESS", "FAILURE", "REVOKED"}, timeout=120)
+    assert (done["status"], done["digits"]) == ("SUCCESS", PI_8), done
+    assert podman("inspect", "--format", "{{.State.StartedAt}}", compute).stdout == started_at
