@@ -127,6 +127,12 @@ struct calcResult {
   13: optional i32 attempts
   /** PROGRESS, but no worker has reported for a while: its worker died and no live worker holds it yet. */
   14: optional bool stalled
+  /** A calculation split into chunks (run in parallel by every worker): how many have finished. */
+  15: optional i32 chunks_done
+  /** ... and how many there are (0: not split). */
+  16: optional i32 chunks_total
+  /** Host names of the workers that computed it (or its chunks). */
+  17: optional list<string> hosts
 }
 
 /** One page of the task list, newest pushqtime first. */

@@ -65,7 +65,7 @@ class TaskModel(BaseModel):
                 "progress": 100.0, "result": 3.14159265, "digits": "3.14159265", "terms": 714607312,
                 "error": None, "attempts": 1, "stalled": False, "heartbeat": None,
                 "pushqtime": "2026-11-28T03:00:00.000001Z", "starttime": "2026-11-28T03:00:00.004000Z",
-                "stoptime": "2026-11-28T03:00:01.410000Z",
+                "stoptime": "2026-11-28T03:00:01.410000Z", "chunks_done": 0, "chunks_total": 0, "hosts": ["compute-1"],
             }]
         }
     )
@@ -84,6 +84,9 @@ class TaskModel(BaseModel):
     pushqtime: datetime = Field(description="Queued at (UTC)")
     starttime: datetime | None = Field(description="Started at (UTC); null while WAITING")
     stoptime: datetime | None = Field(description="Finished at (UTC); null until it ends")
+    chunks_done: int = Field(default=0, description="A calculation split into chunks: how many have finished")
+    chunks_total: int = Field(default=0, description="How many chunks it was split into (0: computed in one piece)")
+    hosts: list[str] = Field(default_factory=list, description="Host names of the workers that computed it")
 
     @classmethod
     def from_thrift(cls, r: calcResult) -> TaskModel:
@@ -91,6 +94,7 @@ class TaskModel(BaseModel):
             id=r.id, status=r.status, decimal=r.decimal or 0, progress=r.progress or 0.0, result=r.result,
             digits=r.digits, terms=r.terms or 0, error=r.error, attempts=r.attempts or 0, stalled=bool(r.stalled),
             heartbeat=r.heartbeat, pushqtime=r.pushqtime, starttime=r.starttime, stoptime=r.stoptime,
+            chunks_done=r.chunks_done or 0, chunks_total=r.chunks_total or 0, hosts=list(r.hosts or []),
         )
 
 

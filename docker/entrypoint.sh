@@ -14,6 +14,6 @@ if [ "${1:-}" = "supervisord" ]; then
     exit 64
   fi
   mkdir -p "$LOG_DIR" "$RUN_DIR" "$STATE_DIR"
-  touch "$LOG_DIR/tserver.log" "$LOG_DIR/worker.log"
+  touch "$LOG_DIR/tserver.log" "$LOG_DIR/worker.log" "$LOG_DIR/chunks.log"
 fi
 exec "$@"

@@ -7,10 +7,11 @@ the old one. A reader sees the old state or the new one, never a torn one.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -23,6 +24,8 @@ _SUFFIX = ".json"
 _TMP_SUFFIX = ".tmp"
 # A cancellation request is a separate file, so the worker's progress writes cannot overwrite it.
 _CANCEL_PREFIX = ".cancel-"
+# Read-modify-write of a task (several chunk workers at once) holds an flock on this file.
+_LOCK_PREFIX = ".lock-"
 # A state file is a few hundred bytes; anything far larger is not ours and is not parsed.
 _MAX_FILE_BYTES = 64 * 1024
 
@@ -63,6 +66,25 @@ class FileStore:
             _unlink_quietly(tmp_name)
             raise StorageError(f"cannot write the state of task {state.id}: {exc.strerror or exc}") from exc
 
+    def update(self, task_id: str, change: Callable[[TaskState], TaskState | None]) -> TaskState:
+        """Read, change and write the task under an exclusive lock; the state now. `change` returning
+        None writes nothing. UnknownTask if there is no task, StorageError if it cannot be written."""
+        try:
+            fd = os.open(self._prefix + _LOCK_PREFIX + check_task_id(task_id), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                         0o600)
+        except OSError as exc:
+            raise StorageError(f"cannot lock the state of task {task_id}: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed
+            state = self.read(task_id)
+            new = change(state)
+            if new is None:
+                return state
+            self.write(new)
+            return new
+        finally:
+            os.close(fd)
+
     def read(self, task_id: object) -> TaskState:
         """The task's state; UnknownTask if there is none. A corrupt file reads as FAILURE."""
         path = self.path_for(task_id)
@@ -73,9 +95,10 @@ class FileStore:
         return self._decode(str(task_id), raw)
 
     def delete(self, task_id: object) -> None:
-        """Remove the task's file and any cancellation request."""
+        """Remove the task's file, any cancellation request and its lock file."""
         self.delete_state(task_id)
         self.clear_cancel(task_id)
+        _unlink_quietly(self._prefix + _LOCK_PREFIX + check_task_id(task_id))
 
     def delete_state(self, task_id: object) -> None:
         """Remove the task's file only (a cancellation request stays, for a message still in flight)."""

@@ -8,6 +8,7 @@ Each backend provides both (state/backends.py picks them from the settings).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from state.records import TaskState
@@ -22,6 +23,12 @@ class TaskStore(Protocol):
 
     def write(self, state: TaskState) -> None:
         """Create or replace the task's document (and its place in the listings), atomically."""
+        ...
+
+    def update(self, task_id: str, change: Callable[[TaskState], TaskState | None]) -> TaskState:
+        """Read-modify-write of one task, atomic against every other writer using update (chunks of a
+        split task finishing at once); the state now. `change` may run more than once and returns
+        the new state, or None to write nothing."""
         ...
 
     def cancel_requested(self, task_id: str) -> bool:

@@ -15,10 +15,13 @@ from typing import Any
 
 from RPC.constants import FAILURE, FINAL_STATUSES, MAX_SUPPORTED_DECIMAL, PROGRESS, REVOKED, STATUSES, SUCCESS, WAITING
 from state.errors import UnknownTask
+from state.ledger import ChunkLedger
 
 __all__ = ["FAILURE", "FINAL_STATUSES", "PROGRESS", "REVOKED", "STATUSES", "SUCCESS", "WAITING", "TaskState",
            "check_task_id", "utcnow"]
 
+#: Host names a record keeps (a split task run by more hosts than this lists the first ones).
+MAX_HOSTS = 64
 # Canonical lower-case UUID text only: an id becomes a file name or a key, so nothing else may pass.
 TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -52,6 +55,8 @@ class TaskState:
     terms: int = 0
     attempts: int = 0
     heartbeat: str | None = None
+    hosts: tuple[str, ...] = ()  # the workers' host names that computed it (or its chunks)
+    chunks: ChunkLedger | None = None  # a split calculation's chunks (None: computed in one piece)
 
     @property
     def is_final(self) -> bool:
@@ -64,8 +69,10 @@ class TaskState:
 
     def to_json(self) -> bytes:
         """The document's bytes."""
-        # Every field is a plain str/int/float/None: no deep copy (dataclasses.asdict) needed.
+        # Every field but two is a plain str/int/float/None: no deep copy (dataclasses.asdict) needed.
         values = {name: getattr(self, name) for name in _FIELD_NAMES}
+        values["hosts"] = list(self.hosts)
+        values["chunks"] = None if self.chunks is None else self.chunks.to_dict()
         return json.dumps(values, separators=(",", ":"), allow_nan=False).encode()
 
     @classmethod
@@ -75,6 +82,12 @@ class TaskState:
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         values = {k: v for k, v in data.items() if k in _FIELD_NAMES}
+        hosts = values.pop("hosts", [])
+        if not isinstance(hosts, list) or len(hosts) > MAX_HOSTS or not all(_is_host(h) for h in hosts):
+            raise ValueError("bad hosts")
+        values["hosts"] = tuple(hosts)
+        if values.get("chunks") is not None:
+            values["chunks"] = ChunkLedger.from_dict(values["chunks"])
         try:
             state = cls(**values)
         except TypeError as exc:  # a required field is missing
@@ -108,6 +121,10 @@ class TaskState:
 
 
 _FIELD_NAMES = tuple(f.name for f in fields(TaskState))
+
+
+def _is_host(name: object) -> bool:
+    return isinstance(name, str) and 0 < len(name) <= 255
 
 
 def _is_number(value: object) -> bool:

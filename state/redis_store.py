@@ -7,7 +7,7 @@ StorageError; the worker then keeps its task and retries (worker/tasks.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import redis
@@ -41,6 +41,26 @@ class RedisStore:
             pipe = self.client.pipeline(transaction=True)
             self.keys.queue_write(pipe, state)
             pipe.execute()
+
+    def update(self, task_id: str, change: Callable[[TaskState], TaskState | None]) -> TaskState:
+        """Read, change and write the task atomically (WATCH/MULTI/EXEC, repeated while another writer
+        got in between, so `change` may run more than once); the state now. `change` returning None
+        writes nothing."""
+        key = self.keys.task(task_id)
+        now: list[TaskState] = []
+
+        def attempt(pipe: redis.client.Pipeline) -> None:
+            now.clear()
+            state = decode(task_id, pipe.get(key))  # type: ignore[arg-type]  # immediate mode while watching
+            new = change(state)
+            now.append(state if new is None else new)
+            if new is not None:
+                pipe.multi()
+                self.keys.queue_write(pipe, new)
+
+        with self._errors():
+            self.client.transaction(attempt, key)
+        return now[0]
 
     def request_cancel(self, task_id: str) -> None:
         with self._errors():

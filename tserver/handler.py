@@ -94,6 +94,9 @@ class RPCceleryHandler:
             if state.status == WAITING:
                 state = state.evolve(status=REVOKED, stoptime=utcnow(), error="cancelled before it started")
                 await self.catalog.write(state)
+            elif _no_chunk_running(state):  # a split task whose chunks all wait in the queue
+                state = state.evolve(status=REVOKED, stoptime=utcnow(), error="cancelled while running")
+                await self.catalog.write(state)
             else:
                 state = await self._await_revoked(state)
         return self.to_calc_result(state)
@@ -132,6 +135,8 @@ class RPCceleryHandler:
             stoptime=state.stoptime, result=state.result, decimal=state.decimal, progress=state.progress,
             digits=state.digits, error=state.error, terms=state.terms, heartbeat=state.heartbeat,
             attempts=state.attempts, stalled=self._stalled(state),
+            chunks_done=state.chunks.done if state.chunks else 0,
+            chunks_total=state.chunks.total if state.chunks else 0, hosts=list(state.hosts),
         )
 
     def _stalled(self, state: TaskState) -> bool:
@@ -157,8 +162,9 @@ class RPCceleryHandler:
             if state.status == REVOKED:
                 return state
             self._check_not_final(state)  # it finished first: too late to cancel
-        if self._stalled(state) or state.status == WAITING:
-            # No live worker holds it: record the cancellation; a redelivery will see the request.
+        if self._stalled(state) or state.status == WAITING or _no_chunk_running(state):
+            # No live worker holds it: record the cancellation; a redelivery (or a chunk that is
+            # picked up later) will see the request.
             state = state.evolve(status=REVOKED, stoptime=utcnow(), error="cancelled (no worker was running it)")
             await self.catalog.write(state)
             return state
@@ -175,6 +181,11 @@ class RPCceleryHandler:
                 min_decimal=MIN_DECIMAL,
                 max_decimal=self.max_decimal,
             )
+
+
+def _no_chunk_running(state: TaskState) -> bool:
+    """A split task none of whose chunks is being computed: no worker would record its cancellation."""
+    return state.chunks is not None and not state.chunks.running
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from celery import Celery
+from kombu import Exchange, Queue
 
 from state.config import StateSettings, load
 from worker.config import WorkerSettings
@@ -11,15 +12,41 @@ settings = load(WorkerSettings)
 state_settings = load(StateSettings)
 
 _PUBLISH_TIMEOUT = 1.5  # seconds
+#: The chunks of split calculations have a queue (and workers) of their own.
+CHUNK_QUEUE = f"{settings.CELERY_QUEUE}.chunks"
 
-app = Celery("worker", broker=settings.BROKER_URL, include=["worker.tasks"])
+
+def _queue(name: str) -> Queue:
+    arguments = {"x-queue-type": "quorum"} if settings.CELERY_QUEUE_TYPE == "quorum" else None
+    return Queue(name, Exchange(name), routing_key=name, queue_arguments=arguments)
+
+
+def _result_backend() -> str:
+    """Where the chunks' results wait for their chord (a chord needs a result backend; rpc:// cannot
+    run one): Redis when the state is there (its chord counts in natively), else SQLite beside the
+    state files (Celery then polls it with chord_unlock)."""
+    if settings.CELERY_RESULT_BACKEND:
+        return settings.CELERY_RESULT_BACKEND
+    if state_settings.STATE_BACKEND == "redis":
+        return state_settings.REDIS_URL
+    return f"db+sqlite:///{state_settings.STATE_DIR}/.chords.sqlite"
+
+
+app = Celery("worker", broker=settings.BROKER_URL, backend=_result_backend(),
+             include=["worker.tasks", "worker.chunks"])
 app.conf.update(
     task_default_queue=settings.CELERY_QUEUE,
     task_default_queue_type=settings.CELERY_QUEUE_TYPE,
+    task_queues=[_queue(settings.CELERY_QUEUE), _queue(CHUNK_QUEUE)],
     task_serializer="json",
     accept_content=["json"],
-    # Progress and results live in the state files; Celery's own result backend is not used.
+    result_serializer="json",
+    # Progress and results live in the state store; only chunks keep a result (for their chord),
+    # for a day at most: long after any chord has combined them.
     task_ignore_result=True,
+    result_expires=24 * 3600,
+    # chord_unlock (result backends other than Redis) looks at the chunks this often.
+    result_chord_retry_interval=0.5,
     # Survive a killed worker: acknowledge only after the task ran, requeue when the worker dies,
     # and take one message at a time so a dying worker holds no unstarted ones. (By default Celery
     # acknowledges a message as it starts the task: a worker killed mid-task lost it for good.)

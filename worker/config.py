@@ -26,6 +26,16 @@ class WorkerSettings(BaseSettings):
     MAX_DECIMAL: int = Field(default=DEFAULT_MAX_DECIMAL, ge=MIN_DECIMAL, le=MAX_SUPPORTED_DECIMAL)
     # Pool processes of `python -m worker` (supervisord passes the same variable); default: one per CPU.
     WORKER_CONCURRENCY: int | None = Field(default=None, ge=1, le=256)
+    # A calculation estimated to need more series terms than this is split into chunks that run in
+    # parallel on every worker process and host (about 1.5 s of work on one of our cores).
+    SPLIT_MIN_TERMS: int = Field(default=10**10, ge=1)
+    # Series terms per chunk: about 0.5-1.4 s of work on one of our cores.
+    SPLIT_CHUNK_TERMS: int = Field(default=4 * 10**9, ge=2, le=2**53)
+    # At most this many chunks per calculation (chunks grow instead): bounds the chord's results.
+    SPLIT_MAX_CHUNKS: int = Field(default=5000, ge=1, le=100_000)
+    # Where Celery keeps the chunks' results until the chord combines them: by default Redis when the
+    # state is there, else a SQLite file in STATE_DIR (one host). Any Celery result backend URL.
+    CELERY_RESULT_BACKEND: str = ""
     # A task delivered this many times without finishing (its worker died each time) is failed.
     TASK_MAX_ATTEMPTS: int = Field(default=3, ge=1, le=100)
     # Demo pace: stretch every task to at least this many seconds so progress can be watched even

@@ -435,11 +435,14 @@ class calcResult(object):
      - heartbeat: When the worker computing it last reported (PROGRESS only).
      - attempts: How many times a worker has started it (more than 1: it was delivered again after a worker died).
      - stalled: PROGRESS, but no worker has reported for a while: its worker died and no live worker holds it yet.
+     - chunks_done: A calculation split into chunks (run in parallel by every worker): how many have finished.
+     - chunks_total: ... and how many there are (0: not split).
+     - hosts: Host names of the workers that computed it (or its chunks).
 
     """
 
 
-    def __init__(self, id=None, status=None, pushqtime=None, starttime=None, stoptime=None, result=None, decimal=None, progress=None, digits=None, error=None, terms=None, heartbeat=None, attempts=None, stalled=None,):
+    def __init__(self, id=None, status=None, pushqtime=None, starttime=None, stoptime=None, result=None, decimal=None, progress=None, digits=None, error=None, terms=None, heartbeat=None, attempts=None, stalled=None, chunks_done=None, chunks_total=None, hosts=None,):
         self.id = id
         self.status = status
         self.pushqtime = pushqtime
@@ -454,6 +457,9 @@ class calcResult(object):
         self.heartbeat = heartbeat
         self.attempts = attempts
         self.stalled = stalled
+        self.chunks_done = chunks_done
+        self.chunks_total = chunks_total
+        self.hosts = hosts
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -534,6 +540,26 @@ class calcResult(object):
                     self.stalled = iprot.readBool()
                 else:
                     iprot.skip(ftype)
+            elif fid == 15:
+                if ftype == TType.I32:
+                    self.chunks_done = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 16:
+                if ftype == TType.I32:
+                    self.chunks_total = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 17:
+                if ftype == TType.LIST:
+                    self.hosts = []
+                    (_etype10, _size7) = iprot.readListBegin()
+                    for _i11 in range(_size7):
+                        _elem12 = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                        self.hosts.append(_elem12)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -600,6 +626,21 @@ class calcResult(object):
             oprot.writeFieldBegin('stalled', TType.BOOL, 14)
             oprot.writeBool(self.stalled)
             oprot.writeFieldEnd()
+        if self.chunks_done is not None:
+            oprot.writeFieldBegin('chunks_done', TType.I32, 15)
+            oprot.writeI32(self.chunks_done)
+            oprot.writeFieldEnd()
+        if self.chunks_total is not None:
+            oprot.writeFieldBegin('chunks_total', TType.I32, 16)
+            oprot.writeI32(self.chunks_total)
+            oprot.writeFieldEnd()
+        if self.hosts is not None:
+            oprot.writeFieldBegin('hosts', TType.LIST, 17)
+            oprot.writeListBegin(TType.STRING, len(self.hosts))
+            for iter13 in self.hosts:
+                oprot.writeString(iter13.encode('utf-8') if sys.version_info[0] == 2 else iter13)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -651,11 +692,11 @@ class TaskPage(object):
             if fid == 1:
                 if ftype == TType.LIST:
                     self.tasks = []
-                    (_etype10, _size7) = iprot.readListBegin()
-                    for _i11 in range(_size7):
-                        _elem12 = calcResult()
-                        _elem12.read(iprot)
-                        self.tasks.append(_elem12)
+                    (_etype17, _size14) = iprot.readListBegin()
+                    for _i18 in range(_size14):
+                        _elem19 = calcResult()
+                        _elem19.read(iprot)
+                        self.tasks.append(_elem19)
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
@@ -677,8 +718,8 @@ class TaskPage(object):
         if self.tasks is not None:
             oprot.writeFieldBegin('tasks', TType.LIST, 1)
             oprot.writeListBegin(TType.STRUCT, len(self.tasks))
-            for iter13 in self.tasks:
-                iter13.write(oprot)
+            for iter20 in self.tasks:
+                iter20.write(oprot)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
         if self.total is not None:
@@ -1167,6 +1208,9 @@ calcResult.thrift_spec = (
     (12, TType.STRING, 'heartbeat', 'UTF8', None, ),  # 12
     (13, TType.I32, 'attempts', None, None, ),  # 13
     (14, TType.BOOL, 'stalled', None, None, ),  # 14
+    (15, TType.I32, 'chunks_done', None, None, ),  # 15
+    (16, TType.I32, 'chunks_total', None, None, ),  # 16
+    (17, TType.LIST, 'hosts', (TType.STRING, 'UTF8', False), None, ),  # 17
 )
 all_structs.append(TaskPage)
 TaskPage.thrift_spec = (

@@ -130,3 +130,31 @@ def test_storage_trouble_is_a_storage_error(backend: Backend, tmp_path) -> None:
     with pytest.raises(StorageError):
         open_store(broken).write(task(1))
     assert time.monotonic() - started < 3
+
+
+def test_concurrent_updates_lose_nothing(backend: Backend) -> None:
+    # Eight writers (chunk workers finishing at once) each add 50 to a counter kept in the record.
+    import threading
+
+    from state.backends import open_store
+
+    backend.store.write(task(1))
+
+    def add(n: int) -> None:
+        store = open_store(backend.settings)  # a writer of its own, as another process has
+        for _ in range(n):
+            store.update(task(1).id, lambda s: s.evolve(attempts=s.attempts + 1))
+
+    threads = [threading.Thread(target=add, args=(50,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert backend.store.read(task(1).id).attempts == 400
+
+
+def test_an_update_that_changes_nothing_writes_nothing(backend: Backend) -> None:
+    backend.store.write(task(1))
+    assert backend.store.update(task(1).id, lambda s: None) == task(1)
+    with pytest.raises(UnknownTask):
+        backend.store.update(task(2).id, lambda s: s)

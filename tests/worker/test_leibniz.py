@@ -11,7 +11,7 @@ from fractions import Fraction
 
 import pytest
 
-from worker import _leibniz, leibniz
+from worker import _leibniz, leibniz, series
 
 PI_REF = "3.14159265358979323846264338327950288419716939937510"
 PI = Fraction(PI_REF)
@@ -94,9 +94,9 @@ def test_bracket_comes_from_the_series():
 
 def test_trailing_zeros_are_kept():
     # pi only gets a trailing zero at 12 places (3.141592653590), too slow for a unit test.
-    assert leibniz._format_digits(3100, 3) == "3.100"
-    assert leibniz._format_digits(3141592653590, 12) == "3.141592653590"
-    assert leibniz._format_digits(5, 2) == "0.05"
+    assert series.format_digits(3100, 3) == "3.100"
+    assert series.format_digits(3141592653590, 12) == "3.141592653590"
+    assert series.format_digits(5, 2) == "0.05"
 
 
 @pytest.mark.parametrize("decimal", range(1, 9))
@@ -198,7 +198,7 @@ def test_pair_sum_matches_exact_sum_within_documented_bound(j0, j1):
     assert abs(Fraction(hi) + Fraction(lo) - exact) <= bound
     assert bound <= Fraction(1, 10**14) * exact  # the bound is tight enough to be useful
     assert abs(lo) <= math.ulp(hi) / 2  # a normalised double-double
-    assert leibniz._call_error_bound(j1 - j0, hi, lo) >= bound
+    assert series.call_error_bound(j1 - j0, hi, lo) >= bound
 
 
 def test_pair_sum_error_does_not_grow_with_the_number_of_terms():
@@ -281,11 +281,11 @@ def test_call_error_bound_is_never_below_the_exact_bound():
     for _ in range(2000):
         hi = rng.uniform(1e-25, 1.0) * 2.0 ** -rng.randrange(0, 60)
         cases.append((hi, rng.uniform(-0.5, 0.5) * math.ulp(hi)))
-    for pairs in (1, 7, leibniz._BLOCK_PAIRS, 3 * leibniz._BLOCK_PAIRS + 5, 2**29):
-        folds = pairs // leibniz._BLOCK_PAIRS + pairs % leibniz._BLOCK_PAIRS
-        c = leibniz._GAMMA + 4 * folds * U * U
+    for pairs in (1, 7, series.BLOCK_PAIRS, 3 * series.BLOCK_PAIRS + 5, 2**29):
+        folds = pairs // series.BLOCK_PAIRS + pairs % series.BLOCK_PAIRS
+        c = series.GAMMA + 4 * folds * U * U
         for hi, lo in cases:
             exact = c / (1 - c) * (Fraction(hi) + Fraction(lo))
-            bound = leibniz._call_error_bound(pairs, hi, lo)
+            bound = series.call_error_bound(pairs, hi, lo)
             assert Fraction(bound) >= exact
             assert Fraction(bound) <= exact * (1 + Fraction(1, 2**40))  # and still tight

@@ -1,0 +1,179 @@
+"""A split calculation on Celery's canvas: its chunks are one group, a chord combines their results.
+
+The chord is Celery's barrier (its result backend counts the chunks in); there is no counter of ours.
+Chunks go to a queue of their own (CELERY_QUEUE.chunks) with workers of their own, so a big job's
+hundreds of queued chunks never stand between a small task and a free process (README: "Split
+calculations"). Every chunk records its progress in the task's one state record (store.update:
+atomic against the other chunks); its result, the exact sum of its range, travels in the chord.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from celery import Task, chord, group
+
+from state.errors import StorageError, UnknownTask
+from state.ledger import ChunkLedger
+from state.records import FAILURE, REVOKED, SUCCESS, TaskState, utcnow
+from worker import series, split
+from worker.app import CHUNK_QUEUE, app, settings
+from worker.recording import RUNNING_CEILING, CancelPoll, cancel_requested, finish, store, with_host
+
+log = logging.getLogger(__name__)
+
+# Chunk task ids are derived from the task, the chunk and the generation: a cancellation can revoke
+# the chunks still waiting without a list of ids kept anywhere.
+_IDS = uuid.UUID("6f0d3a52-1b7c-4f5e-9d2a-8c4b7e1f0a93")
+_STORAGE_RETRY_DELAY = 2
+
+
+def chunk_id(task_id: str, k: int, generation: int) -> str:
+    """The Celery task id of chunk k of `task_id` (sent in `generation`)."""
+    return str(uuid.uuid5(_IDS, f"{task_id}:{generation}:{k}"))
+
+
+def launch(state: TaskState, plan: split.Plan) -> None:
+    """Record the plan in the task's record, then send every chunk and the combining step as one chord."""
+    ledger = ChunkLedger(start=plan.start, size=plan.size, end=plan.end,
+                         prefix_value=4 * plan.prefix_total / series.SCALE)
+    state = state.evolve(chunks=ledger, terms=2 * plan.start)
+    store.update(state.id, lambda now: None if now.is_final else state)
+    log.info("task %s: %d chunks of %d terms", state.id, ledger.total, 2 * plan.size)
+    _send(state, range(ledger.total), plan.prefix_total, plan.prefix_error, [])
+
+
+def _send(state: TaskState, ks: range | list[int], total: int, error: int, counted: list[int]) -> None:
+    assert state.chunks is not None
+    ledger = state.chunks
+    header = group(calc_chunk.signature((state.id, k, *ledger.bounds(k)), queue=CHUNK_QUEUE,
+                                        task_id=chunk_id(state.id, k, ledger.generation)) for k in ks)
+    body = combine_chunks.s(state.id, state.decimal, str(total), str(error), counted)
+    chord(header)(body.on_error(split_failed.si(state.id)))
+
+
+@app.task(name="worker.calc_chunk", bind=True, ignore_result=False)  # type: ignore[untyped-decorator]  # untyped
+def calc_chunk(self: Task, task_id: str, k: int, j0: int, j1: int) -> dict[str, Any]:
+    """Sum pairs [j0, j1) of task `task_id`'s series; record the progress; the exact sum for the chord."""
+    try:
+        return _compute(task_id, k, j0, j1)
+    except StorageError as exc:
+        log.error("task %s chunk %d: %s; retrying in %d s", task_id, k, exc, _STORAGE_RETRY_DELAY)
+        raise self.retry(exc=exc, countdown=_STORAGE_RETRY_DELAY, max_retries=100) from None
+
+
+def _compute(task_id: str, k: int, j0: int, j1: int) -> dict[str, Any]:
+    try:
+        state = store.read(task_id)
+    except UnknownTask:
+        return {"k": k, "skipped": "the task is gone"}
+    if state.is_final or cancel_requested(task_id):
+        _stop(state, "cancelled while running")
+        return {"k": k, "skipped": state.status}
+    deliveries = [0]
+
+    def start(now: TaskState) -> TaskState | None:
+        if now.is_final or now.chunks is None:
+            return None
+        ledger, deliveries[0] = now.chunks.started(k)
+        return with_host(now.evolve(chunks=ledger, attempts=max(now.attempts, deliveries[0]), heartbeat=utcnow()))
+
+    state = store.update(task_id, start)
+    if deliveries[0] > settings.TASK_MAX_ATTEMPTS:
+        reason = (f"gave up: chunk {k} (terms {2 * j0} to {2 * j1}) was delivered {deliveries[0]} times; "
+                  "its worker died each time")
+        finish(state, FAILURE, error=reason)
+        _revoke_rest(state)
+        return {"k": k, "skipped": FAILURE}
+    sums = split.sum_chunk(j0, j1, stop=CancelPoll(task_id))
+    if sums is None:
+        _stop(store.read(task_id), "cancelled while running")
+        return {"k": k, "skipped": REVOKED}
+    total, error = sums
+    _record_done(task_id, k, 4 * total / series.SCALE)
+    return {"k": k, "total": str(total), "error": str(error)}
+
+
+def _record_done(task_id: str, k: int, value: float) -> None:
+    def done(now: TaskState) -> TaskState | None:
+        if now.is_final or now.chunks is None:
+            return None
+        ledger = now.chunks.finished(k, value)
+        share = 100 * (ledger.start + ledger.pairs_done) / ledger.end
+        return with_host(now.evolve(
+            chunks=ledger, progress=max(now.progress, min(RUNNING_CEILING, round(share, 2))),
+            result=round(ledger.prefix_value, now.decimal), terms=2 * (ledger.start + ledger.pairs_done),
+            heartbeat=utcnow()))
+
+    try:
+        store.update(task_id, done)
+    except StorageError as exc:  # only the progress bar misses it: the sum travels in the chord
+        log.warning("task %s chunk %d: progress not recorded: %s", task_id, k, exc)
+
+
+def _stop(state: TaskState, reason: str) -> None:
+    """The task was cancelled: record REVOKED (once) and revoke the chunks still waiting."""
+    if not state.is_final:
+        finish(state, REVOKED, error=reason)
+    _revoke_rest(state)
+
+
+def _revoke_rest(state: TaskState) -> None:
+    ledger = state.chunks
+    if ledger is None:
+        return
+    waiting = [chunk_id(state.id, k, ledger.generation) for k in range(ledger.prefix, ledger.total)
+               if k not in ledger.pending and k not in ledger.running]
+    if waiting:
+        app.control.revoke(waiting)
+
+
+@app.task(name="worker.combine_chunks")  # type: ignore[untyped-decorator]  # Celery has no type hints
+def combine_chunks(results: list[dict[str, Any]], task_id: str, decimal: int, carry_total: str, carry_error: str,
+                   counted: list[int]) -> None:
+    """The chord's body: add the chunks up exactly and prove the digits, or send the chunks still needed."""
+    try:
+        state = store.read(task_id)
+    except UnknownTask:
+        return
+    if state.is_final or state.chunks is None or any("skipped" in r for r in results):
+        return
+    fresh = [r for r in results if r["k"] not in counted]
+    total, error = split.combine(fresh, int(carry_total), int(carry_error))
+    counted = sorted({*counted, *(r["k"] for r in fresh)})
+    ledger = state.chunks
+    gone = split.missing([{"k": k} for k in counted], ledger.total)
+    if gone:  # a result stored twice left another out of the chord's count: send those again
+        log.warning("task %s: %d chunks missing from the results; sending them again", task_id, len(gone))
+        _send(_next_generation(state, ledger), gone, total, error, counted)
+        return
+    rounded = series.prove(total, error, ledger.end, decimal)
+    if rounded is not None:
+        digits = series.format_digits(rounded, decimal)
+        finish(state, SUCCESS, result=float(digits), digits=digits, terms=2 * ledger.end, progress=100.0)
+        return
+    end = split.extension(ledger.end, decimal, total, ledger.size)
+    log.info("task %s: not proven after %d terms; %d terms more", task_id, 2 * ledger.end, 2 * (end - ledger.end))
+    extended = _next_generation(state, ledger.extended(end))
+    assert extended.chunks is not None
+    _send(extended, range(ledger.total, extended.chunks.total), total, error, counted)
+
+
+def _next_generation(state: TaskState, ledger: ChunkLedger) -> TaskState:
+    """`ledger` recorded with the next generation (new task ids for the chunks sent from now on)."""
+    new = replace(ledger, generation=ledger.generation + 1)
+    return store.update(state.id, lambda now: None if now.is_final else now.evolve(chunks=new))
+
+
+@app.task(name="worker.split_failed")  # type: ignore[untyped-decorator]  # Celery has no type hints
+def split_failed(task_id: str) -> None:
+    """The chord's error path: a chunk raised. The task ends as FAILURE with the reason."""
+    try:
+        state = store.read(task_id)
+    except UnknownTask:
+        return
+    if not state.is_final:
+        finish(state, FAILURE, error="a chunk of this calculation failed; see the worker's log")
