@@ -10,7 +10,7 @@ from state.errors import StorageError, UnknownTask
 from state.records import FAILURE, PROGRESS, REVOKED, SUCCESS, WAITING, TaskState, check_task_id, utcnow
 from worker import chunks, leibniz, split
 from worker.app import app, settings
-from worker.recording import MIN_WRITE_INTERVAL, CancelPoll, ProgressRecorder, finish, store
+from worker.recording import MIN_WRITE_INTERVAL, CancelPoll, ProgressRecorder, finish, store, with_host
 
 log = logging.getLogger(__name__)
 

@@ -135,9 +135,9 @@ def wait_restarted(stack: Stack, name: str, old_pid: int, timeout: float = 30) -
     return pid, time.monotonic() - started  # type: ignore[return-value]
 
 
-def worker_children(stack: Stack) -> list[psutil.Process]:
-    """The Celery worker's pool processes."""
-    return psutil.Process(program_pid(stack, "worker")).children(recursive=True)
+def worker_children(stack: Stack, program: str = "worker") -> list[psutil.Process]:
+    """The pool processes of one of the Celery workers (`worker`, or `chunks` for split calculations)."""
+    return psutil.Process(program_pid(stack, program)).children(recursive=True)
 
 
 def computing_child(stack: Stack, sample: float = 0.3) -> psutil.Process:
