@@ -1,7 +1,8 @@
 """Worker hosts anywhere: Celery workers on two simulated hosts (network namespaces with their own
 address and host name, the test's folders hidden from them) that share nothing with the Thrift
 server but RabbitMQ and Redis. A task runs on one of them while the Thrift server reads its progress
-live from Redis; a host killed with kill -9 mid-task hands the task to the other."""
+live from Redis; a host killed with kill -9 mid-task hands the task to the other; a split task's
+chunks run on both."""
 
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ DEMO_SECONDS = 6.0
 
 @pytest.fixture(scope="module")
 def stack(broker_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
+    # d=8 (~7e8 terms) is split into 14 chunks; d=3 and d=4 are not.
     with running_stack(tmp_path_factory.mktemp("hosts"), broker_url, state_backend="redis", redis_url=redis_url,
-                       DEMO_MIN_SECONDS=str(DEMO_SECONDS)) as s:
-        s.supervisorctl("stop", "worker")  # from now on only the simulated hosts compute
+                       DEMO_MIN_SECONDS=str(DEMO_SECONDS), SPLIT_MIN_TERMS="100000000",
+                       SPLIT_CHUNK_TERMS="50000000") as s:
+        s.supervisorctl("stop", "worker", "chunks")  # from now on only the simulated hosts compute
         yield s
 
 
@@ -44,8 +47,9 @@ def hosts(stack: FaultStack) -> Iterator[list[Host]]:
                             REDIS_URL=f"redis://{r_host}:{r_port}{redis_.path or '/0'}", WORKER_CONCURRENCY="1")
             del env["STATE_DIR"]  # shares no folder with anything
             host.spawn([sys.executable, "-m", "worker"], env, hidden=[stack.root], log=stack.root / f"{host.hostname}.log")
-        wait_for(lambda: queue_consumers(stack.broker_url, stack.queue) == 2, 60,
-                 "both worker hosts to consume" + stack.logs_hint())
+        wait_for(lambda: queue_consumers(stack.broker_url, stack.queue) == 2
+                 and queue_consumers(stack.broker_url, f"{stack.queue}.chunks") == 2, 60,
+                 "both worker hosts to consume both queues" + stack.logs_hint())
         yield made
     finally:
         for host in made:
@@ -78,6 +82,15 @@ def test_the_hosts_see_none_of_the_servers_folders(stack: FaultStack, hosts: lis
     assert lines == [], f"a worker host can see the server's folder: {lines}"
 
 
+def test_a_split_task_runs_its_chunks_on_both_hosts(stack: FaultStack, hosts: list[Host]) -> None:
+    task_id = start_task(stack, 8)
+    done = wait_ended(stack, task_id, timeout=120)
+    assert done["status"] == "SUCCESS" and done["digits"] == "3.14159265", done
+    assert done["chunks_total"] >= 10 and done["chunks_done"] == done["chunks_total"]
+    assert sorted(done["hosts"]) == ["worker-host-a", "worker-host-b"], done["hosts"]
+
+
+# Last: it leaves one host.
 def test_a_host_killed_mid_task_hands_the_task_to_the_other(stack: FaultStack, hosts: list[Host]) -> None:
     task_id = start_task(stack, 4)
     running = wait_for(lambda: _ran_on(stack, hosts, task_id) and task(stack, task_id)["status"] == "PROGRESS"
