@@ -6,6 +6,8 @@
   const PAGE_SIZE = 10;
   const RETRY_AFTER_REFUSAL_MS = 2000;
   const ACTIVE = new Set(["WAITING", "PROGRESS"]);
+  // More segments than this would be thinner than a few pixels on a phone.
+  const MAX_SEGMENTS = 40;
 
   const $ = (id) => document.getElementById(id);
   const view = {
@@ -156,7 +158,10 @@
     track.append(fill);
     const pct = el("span", "pct");
     progress.append(track, pct);
-    progressCell.append(progress);
+    // A split calculation: how many of its chunks are done, and on how many hosts.
+    const chunks = el("span", "chunks");
+    chunks.dataset.field = "chunks";
+    progressCell.append(progress, chunks);
 
     const value = el("span", "value");
     value.dataset.field = "value";
@@ -173,7 +178,7 @@
     const actions = cell("actions");
     actions.classList.add("actions");
 
-    row.refs = { decimal, badge, flag, progress, track, fill, pct, value, queued, started, finished, elapsed, actions };
+    row.refs = { decimal, badge, flag, progress, track, fill, pct, chunks, value, queued, started, finished, elapsed, actions };
     return row;
   }
 
@@ -195,6 +200,7 @@
     r.fill.style.width = `${row.shownProgress}%`;
     r.track.setAttribute("aria-valuenow", String(row.shownProgress));
     r.pct.textContent = `${formatPercent(row.shownProgress)}%`;
+    showChunks(r, task);
 
     if (task.digits) {
       setValue(r.value, "digits", task.digits);
@@ -222,6 +228,21 @@
     } else if (!cancellable && button) {
       button.remove();
     }
+  }
+
+  // The bar of a split task is drawn in segments, one a chunk (grouped when there are too many to see).
+  function showChunks(r, task) {
+    const total = task.chunks_total || 0;
+    r.track.classList.toggle("segmented", total > 0);
+    if (!total) {
+      r.chunks.textContent = "";
+      return;
+    }
+    const segments = Math.min(total, MAX_SEGMENTS);
+    r.track.style.setProperty("--segment", `${100 / segments}%`);
+    const hosts = task.hosts || [];
+    r.chunks.textContent = `${task.chunks_done}/${total} chunks · ${hosts.length} host${hosts.length === 1 ? "" : "s"}`;
+    r.chunks.title = hosts.join(", ");
   }
 
   function setValue(node, kind, text) {

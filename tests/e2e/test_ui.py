@@ -37,7 +37,9 @@ pytestmark = pytest.mark.timeout(120)
 @pytest.fixture(scope="module")
 def demo(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack of its own whose tasks take at least DEMO_SECONDS, so bars visibly move."""
-    with running_stack(tmp_path_factory.mktemp("ui"), broker_url, DEMO_MIN_SECONDS=str(DEMO_SECONDS)) as s:
+    # d=10 and below run whole (at the demo pace); d=11 is split into ~22 chunks.
+    with running_stack(tmp_path_factory.mktemp("ui"), broker_url, DEMO_MIN_SECONDS=str(DEMO_SECONDS), MAX_DECIMAL="11",
+                       SPLIT_MIN_TERMS=str(10**11), SPLIT_CHUNK_TERMS=str(10**10)) as s:
         yield s
 
 
@@ -145,6 +147,22 @@ def texts(page: Page, task_id: str) -> dict[str, str]:
         "value": cells.locator("[data-field=value]").inner_text(),
         "finished": cells.locator(".cell-finished").inner_text(),
     }
+
+
+def test_a_split_task_is_one_bar_in_segments(page: Page, demo: Stack) -> None:
+    task_id = httpx.post(f"{demo.api}/calcpi/11", timeout=10).json()["id"]
+    open_dashboard(page, demo)
+    cells = row(page, task_id)
+    cells.locator(".track.segmented").wait_for()
+    total = httpx.get(f"{demo.api}/task/{task_id}", timeout=10).json()["chunks_total"]
+    assert 10 < total < 40, total  # ~2.2e11 terms in chunks of 1e10
+    page.wait_for_function(
+        "([id, total]) => new RegExp(`^[1-9]\\d*/${total} chunks · 1 host$`)"
+        ".test(document.querySelector(`tr[data-id='${id}'] .chunks`).textContent)",
+        arg=[task_id, total], timeout=STEP_MS * 3)
+    segment = cells.locator(".track.segmented").evaluate("t => getComputedStyle(t).getPropertyValue('--segment')")
+    assert float(segment.strip().rstrip("%")) == pytest.approx(100 / total)
+    assert httpx.delete(f"{demo.api}/task/{task_id}", timeout=10).json()["status"] == "REVOKED"
 
 
 def test_the_page_reconnects_when_the_gateway_restarts(page: Page, demo: Stack, page_errors: list[str]) -> None:

@@ -13,9 +13,23 @@ import httpx
 import psutil
 import pytest
 
-from tests.faults.conftest import (PI_10, FaultStack, alive, assert_state_files_sound, computing_child, kill_tree,
-                                   program_pid, running_stack, start_task, state_file, task, wait_ended, wait_restarted,
-                                   wait_running, wait_task)
+from tests.faults.conftest import (
+    PI_10,
+    FaultStack,
+    alive,
+    assert_state_files_sound,
+    computing_child,
+    kill_tree,
+    program_pid,
+    running_stack,
+    start_task,
+    state_file,
+    task,
+    wait_ended,
+    wait_restarted,
+    wait_running,
+    wait_task,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -24,7 +38,8 @@ STALLED_AFTER = 2.0
 
 @pytest.fixture(scope="module")
 def stack(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
-    with running_stack(tmp_path_factory.mktemp("worker"), broker_url,
+    # Whole calculations only: these faults hit the process computing a task (split ones: test_split_faults.py).
+    with running_stack(tmp_path_factory.mktemp("worker"), broker_url, SPLIT_MIN_TERMS=str(10**15),
                        TASK_MAX_ATTEMPTS="2", STALLED_AFTER=str(STALLED_AFTER)) as s:
         yield s
 
