@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     state_settings = load(StateSettings)
     catalog = open_catalog(state_settings, ttl=settings.RESULT_TTL, threads=settings.TSERVER_WORKERS)
     publisher = TaskPublisher(settings.BROKER_URL, settings.CELERY_QUEUE, timeout=settings.PUBLISH_TIMEOUT,
-                              retries=settings.PUBLISH_RETRIES)
+                              retries=settings.PUBLISH_RETRIES,
+                              queue_arguments={"x-queue-type": "quorum"} if settings.CELERY_QUEUE_TYPE == "quorum" else None)
     # Each attempt waits at most PUBLISH_TIMEOUT. Under the gateway's THRIFT_TIMEOUT (4.5 s), so the
     # server knows it failed before the user does.
     deadline = settings.PUBLISH_TIMEOUT * (1 + settings.PUBLISH_RETRIES) + 0.5
