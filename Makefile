@@ -22,6 +22,7 @@ run: $(STAMP)
 ## Install what the tests need and run them all (the container stage is `make test-containers`).
 test: $(STAMP)
 	bash scripts/ensure-rabbitmq.sh
+	bash scripts/ensure-redis.sh
 	$(PY) -m pytest --ignore=tests/containers $(PYTEST_ARGS)
 
 ## The container path for real (docs/containers.md): installs podman where missing, builds the image from
