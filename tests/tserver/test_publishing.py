@@ -236,7 +236,7 @@ def test_concurrent_publishes_are_all_confirmed_and_queued(broker_url: str, queu
     assert relay.accepted == 1  # the callers waiting for the first connection shared it
 
 
-def test_publishes_from_asyncio_s_own_loop_too(broker_url: str, queue_name: str) -> None:
+def test_publishes_on_a_plain_asyncio_loop_too(broker_url: str, queue_name: str) -> None:
     async def publish_many() -> None:
         publisher = TaskPublisher(broker_url, queue_name, timeout=5, retries=0)
         try:
@@ -411,7 +411,7 @@ def test_a_broker_that_stops_confirming_times_out_then_is_left(broker_url: str, 
             started = time.monotonic()
             with pytest.raises(QueueUnavailable, match="did not confirm") as raised:
                 await publisher.publish_calc_pi(str(uuid.uuid4()), 1)
-            assert time.monotonic() - started < 0.9
+            assert time.monotonic() - started < 1.0
             assert not isinstance(raised.value, NotPublished)
             await _eventually(lambda: _depth(broker_url, queue_name), 2)  # maybe queued: here, it was
             # Nothing confirmed for another timeout: the publisher gives that connection up, and once
