@@ -223,3 +223,16 @@ def test_stalled_only_when_the_heartbeat_is_old(store: FileStore) -> None:
     assert handler.getTaskStatus(task_id).stalled is False
     store.write(store.read(task_id).evolve(heartbeat="2026-01-01T00:00:00+00:00"))
     assert handler.getTaskStatus(task_id).stalled is True
+
+
+def test_cancel_of_a_task_that_ends_meanwhile_is_task_finished(store: FileStore) -> None:
+    # The worker records SUCCESS while cancelTask waits for it to stop: an IDL exception that passes
+    # through the storage-error guard untouched (the generated exceptions are immutable).
+    handler = handler_for(store, RecordingQueue(store), max_decimal=10)
+    task_id = start(handler, 5)
+    store.write(store.read(task_id).evolve(status="PROGRESS", heartbeat="2099-01-01T00:00:00+00:00"))
+    done = store.read(task_id).evolve(status="SUCCESS", stoptime="2026-11-28T03:00:00+00:00", digits="3.14159")
+    threading.Timer(0.1, store.write, args=(done,)).start()
+    with pytest.raises(TaskFinished) as caught:
+        handler.cancelTask(task_id)
+    assert caught.value.status == "SUCCESS"
