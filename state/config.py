@@ -7,12 +7,16 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from redis.connection import parse_url
+from redis.connection import parse_url as _untyped_parse_url
+
+# redis-py's parse_url carries no annotations (mypy --strict refuses an untyped call): typed here once.
+parse_url: Callable[[str], dict[str, Any]] = _untyped_parse_url
 
 S = TypeVar("S", bound=BaseSettings)
 

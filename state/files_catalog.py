@@ -47,6 +47,9 @@ class FileCatalog:
     async def page(self, offset: int, limit: int, status: str = "") -> tuple[list[TaskState], int]:
         return await self._run(self.index.page, offset, limit, status)
 
+    async def counts(self) -> dict[str, int]:
+        return await self._run(self.index.counts)
+
     async def housekeep(self) -> None:
         await self._run(sweep, self.index, self.ttl)
 

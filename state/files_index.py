@@ -33,10 +33,10 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
-from state.errors import StorageError, UnknownTask
 from state import files_schema as sql
+from state.errors import StorageError, UnknownTask
 from state.files import FileStore
-from state.records import FINAL_STATUSES, TaskState
+from state.records import FINAL_STATUSES, STATUSES, TaskState
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +138,12 @@ class TaskIndex:
         self.add_many(seen)
         self.discard_many(gone)
         return states, total
+
+    def counts(self) -> dict[str, int]:
+        """Tasks by status as the index last saw them (its tally: one row a status)."""
+        with self._lock, self._reading():
+            tally = dict(self._db.execute("SELECT status, n FROM tally").fetchall())
+        return {status: int(tally.get(status, 0)) for status in STATUSES}
 
     def expired(self, cutoff: float, limit: int = 10_000) -> list[str]:
         """Ids of ended tasks that stopped before `cutoff` (a POSIX timestamp), the oldest first, at

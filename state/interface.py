@@ -63,6 +63,11 @@ class TaskCatalog(Protocol):
         """Tasks [offset, offset+limit) newest first, optionally only one status; and how many match."""
         ...
 
+    async def counts(self) -> dict[str, int]:
+        """How many tasks have each status (every one of STATUSES, 0 where none), from what the listings
+        keep: no document is read (the Thrift server's metrics ask at every scrape)."""
+        ...
+
     async def housekeep(self) -> None:
         """One round of upkeep: retention (RESULT_TTL) and whatever the backend needs."""
         ...

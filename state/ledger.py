@@ -83,14 +83,15 @@ class ChunkLedger:
         """Parse and check a ledger read from the store; ValueError on anything that is not one."""
         if not isinstance(data, dict):
             raise ValueError("chunks: not an object")
-        ints = {name: data.get(name) for name in ("start", "size", "end", "done", "pairs_done", "prefix", "generation")}
+        names = ("start", "size", "end", "done", "pairs_done", "prefix", "generation")
+        ints: dict[str, Any] = {name: data.get(name) for name in names}
         if any(type(v) is not int or v < 0 for v in ints.values()) or ints["size"] == 0 or ints["end"] < ints["start"]:
             raise ValueError("chunks: bad counts")
-        value = data.get("prefix_value")
+        value: Any = data.get("prefix_value")
         if type(value) not in (int, float) or not math.isfinite(value):
             raise ValueError("chunks: bad prefix_value")
         pending, running = _int_map(data.get("pending"), float), _int_map(data.get("running"), int)
-        return cls(prefix_value=float(value), pending=pending, running=running, **ints)  # type: ignore[arg-type]
+        return cls(prefix_value=float(value), pending=pending, running=running, **ints)
 
 
 def _int_map(data: object, kind: type) -> dict[int, Any]:

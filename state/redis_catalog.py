@@ -12,12 +12,13 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import cast
 
 import redis
 import redis.asyncio
 
 from state.errors import StorageError, UnknownTask
-from state.records import TASK_ID, TaskState
+from state.records import STATUSES, TASK_ID, TaskState
 from state.redis_layout import CANCEL_TTL, Keys, corrupt, decode, unavailable
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class RedisCatalog:
         key = self.keys.task(task_id)
         async with self._errors():
             try:
-                raw = await self.client.get(key)
+                raw = cast(bytes | None, await self.client.get(key))  # bytes: the client has no decode_responses
             except redis.ResponseError as exc:  # the key holds something else than a string
                 if "WRONGTYPE" not in str(exc):
                     raise
@@ -74,7 +75,7 @@ class RedisCatalog:
             members, total = await pipe.execute()
             ids = [m.decode() for m in members]
             valid = [t for t in ids if TASK_ID.fullmatch(t)]
-            raws = await self.client.mget([self.keys.task(t) for t in valid]) if valid else []
+            raws = cast(list[bytes | None], await self.client.mget([self.keys.task(t) for t in valid]) if valid else [])
         gone = [t for t in ids if not TASK_ID.fullmatch(t)]
         if gone:
             log.warning("dropping %d entries of %s that are not task ids", len(gone), index)
@@ -88,6 +89,14 @@ class RedisCatalog:
             await self._forget(gone)
         return states, int(total)
 
+    async def counts(self) -> dict[str, int]:
+        async with self._errors():
+            pipe = self.client.pipeline(transaction=False)
+            for status in STATUSES:
+                pipe.zcard(self.keys.status(status))
+            sizes = await pipe.execute()
+        return {status: int(size) for status, size in zip(STATUSES, sizes, strict=True)}
+
     async def housekeep(self) -> None:
         if not self.ttl:
             return
@@ -95,7 +104,8 @@ class RedisCatalog:
         removed = 0
         while True:
             async with self._errors():
-                expired = await self.client.zrangebyscore(self.keys.ended, "-inf", cutoff, 0, _EXPIRE_PER_BATCH)
+                expired = cast(list[bytes],
+                               await self.client.zrangebyscore(self.keys.ended, "-inf", cutoff, 0, _EXPIRE_PER_BATCH))
             if not expired:
                 break
             await self._forget([m.decode() for m in expired], cancel=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from RPC.constants import DEFAULT_MAX_DECIMAL, MAX_SUPPORTED_DECIMAL, MIN_DECIMAL
@@ -36,3 +36,36 @@ class ServerSettings(BaseSettings):
     HOUSEKEEPING_INTERVAL: float = Field(default=10.0, gt=0, le=3600)
     # A running task whose worker has not reported for this long is shown as stalled.
     STALLED_AFTER: float = Field(default=30.0, gt=0, le=86400)
+    # docs/observability.md. false: no metrics listener and no counting at all (the benchmarks' baseline).
+    METRICS_ENABLED: bool = True
+    # Prometheus' text format at http://TSERVER_HOST:TSERVER_METRICS_PORT/metrics (0: any free port).
+    TSERVER_METRICS_PORT: int = Field(default=9100, ge=0, le=65535)
+    # text, or json: one JSON object per line (tserver/logs.py).
+    LOG_FORMAT: Literal["text", "json"] = "text"
+    # OpenTelemetry's own variable: otlp and/or console (comma-separated) turn tracing on; none or unset:
+    # off. The other OTEL_* variables are the SDK's (endpoint, service name, sampler, propagators).
+    OTEL_TRACES_EXPORTER: str = "none"
+
+    @field_validator("OTEL_TRACES_EXPORTER")
+    @classmethod
+    def _exporters(cls, value: str) -> str:
+        parse_exporters(value)  # a ValueError naming the unknown one
+        return value
+
+    @property
+    def trace_exporters(self) -> list[str]:
+        """The span exporters to use; empty: tracing is off."""
+        return parse_exporters(self.OTEL_TRACES_EXPORTER)
+
+
+#: The values OTEL_TRACES_EXPORTER may list.
+TRACE_EXPORTERS = ("otlp", "console", "none")
+
+
+def parse_exporters(value: str) -> list[str]:
+    """The exporters OTEL_TRACES_EXPORTER names, `none` left out (empty: tracing off)."""
+    names = [name.strip().lower() for name in value.split(",") if name.strip()]
+    for name in names:
+        if name not in TRACE_EXPORTERS:
+            raise ValueError(f"{name!r} is not one of {', '.join(TRACE_EXPORTERS)}")
+    return [name for name in names if name != "none"]

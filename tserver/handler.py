@@ -21,6 +21,7 @@ from RPC.ttypes import BadArgument, BadDecimal, BadTask, HostStatus, TaskFinishe
 from state.errors import StorageError, UnknownTask
 from state.interface import TaskCatalog
 from state.records import PROGRESS, REVOKED, WAITING, TaskState, utcnow
+from tserver.context import bind_task
 from tserver.errors import PublishOverdue, QueueUnavailable
 from tserver.hostinfo import host_status
 from tserver.publish_guard import PublishGuard
@@ -56,6 +57,7 @@ class RPCceleryHandler:
         """Queue a calculation; the new task's record."""
         self._check_decimal(decimal)
         state = TaskState(id=str(uuid.uuid4()), status=WAITING, decimal=decimal, pushqtime=utcnow())
+        bind_task(state.id)
         # The record exists before the message does, so the worker always finds it.
         with _storage_errors():
             await self.catalog.write(state)
@@ -65,6 +67,7 @@ class RPCceleryHandler:
         except PublishOverdue as exc:
             # The message is in the queue, but the caller has been told it failed: the request
             # makes the worker drop (or promptly stop) it, and the record says why.
+            log.warning("task %s not accepted: %s", state.id, exc)
             with _storage_errors():
                 await self.catalog.request_cancel(state.id)
                 await self.catalog.write(state.evolve(status=REVOKED, stoptime=utcnow(), error=f"not accepted: {exc}"))
@@ -73,18 +76,21 @@ class RPCceleryHandler:
             # Not accepted, and most likely never published: no WAITING record is left that nothing
             # would ever pick up. Should the message reach the queue after all, the request tells
             # the worker to drop it.
+            log.warning("task %s not queued: %s", state.id, exc)
             with _storage_errors():
                 await self.catalog.request_cancel(state.id)
                 await self.catalog.delete_state(state.id)
             raise Unavailable(message=_QUEUE_DOWN) from exc
         return self.to_calc_result(state)
 
-    async def getTaskStatus(self, uuid: str) -> calcResult:  # noqa: A002 - the IDL's argument name
+    async def getTaskStatus(self, uuid: str) -> calcResult:
         """The state of one task."""
+        bind_task(uuid)
         return self.to_calc_result(await self._read(uuid))
 
-    async def cancelTask(self, uuid: str) -> calcResult:  # noqa: A002 - the IDL's argument name
+    async def cancelTask(self, uuid: str) -> calcResult:
         """Cancel a waiting or running task: REVOKED with a stop time."""
+        bind_task(uuid)
         state = await self._read(uuid)
         self._check_not_final(state)
         with _storage_errors():
@@ -98,6 +104,7 @@ class RPCceleryHandler:
                 await self.catalog.write(state)
             else:
                 state = await self._await_revoked(state)
+        log.info("task %s cancelled: %s", state.id, state.error or state.status)
         return self.to_calc_result(state)
 
     async def listTasks(self) -> list[calcResult]:
@@ -187,7 +194,7 @@ def _no_chunk_running(state: TaskState) -> bool:
     return state.chunks is not None and not state.chunks.running
 
 
-class _storage_errors:  # noqa: N801 - used like a function: `with _storage_errors():`
+class _storage_errors:
     """A StorageError inside becomes the IDL's Unavailable (503 at the gateway); anything else passes
     untouched. A class, not @contextmanager: that one sets __traceback__ on every exception passing
     through, and the generated IDL exceptions are immutable."""

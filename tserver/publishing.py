@@ -1,8 +1,7 @@
 """Publishing calculations to RabbitMQ from the Thrift server's own event loop, with aio-pika.
 
-The message is Celery's own (task protocol 2, built by `as_task_v2` of a Celery app private to this
-module and serialized as Celery serializes it), sent by task name: the Thrift server imports nothing
-of the worker. One connection and one channel per process, in confirm mode, opened on the first
+The message is Celery's own (tserver/celery_message.py), sent by task name: the Thrift server imports
+nothing of the worker. One connection and one channel per process, in confirm mode, opened on the first
 publish and again after a failure; every message is persistent, `mandatory`, and published to the
 default exchange with the queue's name as routing key, as Celery does for its direct queues.
 
@@ -12,31 +11,34 @@ A call returns only once RabbitMQ confirmed its message. Otherwise:
   message came back unroutable): certainly not queued. Only this is retried, `retries` times.
 * QueueUnavailable: a nack, the connection lost after the message was handed to aiormq, or no
   confirm within `timeout`: maybe queued. Never retried, so no message is sent twice.
+
+Seen from outside: each attempt's outcome is counted (`count`, one of PUBLISH_OUTCOMES), and with a
+tracer each call is a producer span, `apply_async/worker.calc_pi` as OpenTelemetry's Celery
+instrumentation names a publish, whose context is written into the message's headers (`traceparent`,
+`tracestate`, and `baggage` when there is any: the propagators of OTEL_PROPAGATORS) where that
+instrumentation reads it in the worker: the task's span is this one's child.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, FieldValue
-from celery import Celery
-from kombu.serialization import dumps
+from opentelemetry.trace import SpanKind, Tracer
 from yarl import URL
 
+from tserver.celery_message import CALC_PI_TASK, celery_app, task_message
 from tserver.errors import NotPublished, QueueUnavailable
+
+# celery_app: the tests compare our message with Celery's own, sent with its reply_to.
+__all__ = ["CALC_PI_TASK", "PUBLISH_OUTCOMES", "TaskPublisher", "amqp_url", "celery_app", "task_message"]
 
 log = logging.getLogger(__name__)
 
-#: The name the worker registers its task under (tests/tserver/test_publishing.py checks it).
-CALC_PI_TASK = "worker.calc_pi"
-# As the worker's app sets task_ignore_result: progress and results live in the state files.
-_IGNORE_RESULT = True
-# Celery's task_default_delivery_mode: RabbitMQ writes the message to disk.
-_PERSISTENT = 2
 # As for the Celery app: a dead connection is noticed within a few heartbeats.
 _HEARTBEAT = 10
 
@@ -47,29 +49,13 @@ _HEARTBEAT = 10
 # before any connection: aio-pika offers no way to pass its own connection class to aiormq.
 aiormq.Connection.FRAME_BUFFER_SIZE = 4096
 
-# Only builds messages: it has no broker and never becomes the process's current app.
-celery_app = Celery("tserver", set_as_current=False)
-celery_app.conf.update(task_serializer="json", accept_content=["json"])
-
-
-def task_message(task_id: str, decimal: int) -> tuple[bytes, aiormq.spec.Basic.Properties]:
-    """Body and properties of the message `calc_pi.apply_async(args=(task_id, decimal),
-    task_id=task_id)` sends, plus a message_id (aiormq matches a returned message by it)."""
-    args = (task_id, decimal)
-    headers, properties, body, _ = celery_app.amqp.as_task_v2(
-        task_id, CALC_PI_TASK, args=args, kwargs={}, ignore_result=_IGNORE_RESULT,
-        reply_to=celery_app.thread_oid,
-        # What Celery's saferepr writes for these arguments, without its cost.
-        argsrepr=repr(args), kwargsrepr="{}",
-    )
-    content_type, content_encoding, data = dumps(body, serializer="json")
-    # Without an id aiormq would draw a random one: the task's id names the message in RabbitMQ's tools.
-    return (data.encode() if isinstance(data, str) else data), aiormq.spec.Basic.Properties(
-        content_type=content_type, content_encoding=content_encoding, headers=headers,
-        delivery_mode=_PERSISTENT, correlation_id=properties["correlation_id"],
-        reply_to=properties["reply_to"], message_id=task_id,
-    )
-
+#: What became of one publish attempt (the label `outcome` of publishes_total): RabbitMQ confirmed it;
+#: refused it (nack); returned it unroutable (the queue is gone); confirmed nothing in time, or the
+#: connection was lost before it did (maybe queued); nothing was sent (no connection).
+CONFIRMED, NACK, RETURNED, TIMEOUT, NOT_SENT = "confirmed", "nack", "returned", "timeout", "not_sent"
+PUBLISH_OUTCOMES = (CONFIRMED, NACK, RETURNED, TIMEOUT, NOT_SENT)
+#: The span of a publish, named as OpenTelemetry's Celery instrumentation names one.
+PUBLISH_SPAN = f"apply_async/{CALC_PI_TASK}"
 
 def amqp_url(broker_url: str, heartbeat: int) -> URL:
     """BROKER_URL as aiormq reads it: kombu's `pyamqp://` is plain AMQP; the heartbeat is a query
@@ -84,7 +70,8 @@ class TaskPublisher:
     """Publishes calc_pi tasks with publisher confirms; used from one event loop only."""
 
     def __init__(self, broker_url: str, queue: str, *, timeout: float, retries: int,
-                 queue_arguments: Mapping[str, FieldValue] | None = None, heartbeat: int = _HEARTBEAT) -> None:
+                 queue_arguments: Mapping[str, FieldValue] | None = None, heartbeat: int = _HEARTBEAT,
+                 count: Callable[[str], None] | None = None, tracer: Tracer | None = None) -> None:
         self.queue = queue
         self.timeout = timeout
         self.retries = retries
@@ -100,10 +87,22 @@ class TaskPublisher:
         self._closing: set[asyncio.Task[None]] = set()
         self._closed = False
         self._confirms = 0  # messages confirmed so far: a watchdog compares it to tell a stuck broker
+        self._count = count  # each attempt's outcome (metrics), if anyone counts
+        self._tracer = tracer
 
     async def publish_calc_pi(self, task_id: str, decimal: int) -> None:
         """Publish one calculation; returns once RabbitMQ confirmed it, raises QueueUnavailable otherwise."""
-        body, properties = task_message(task_id, decimal)
+        if self._tracer is None:
+            await self._publish_attempts(*task_message(task_id, decimal))
+            return
+        attributes = {"messaging.system": "rabbitmq", "messaging.destination.name": self.queue,
+                      "messaging.operation.type": "send", "messaging.message.id": task_id,
+                      "celery.action": "apply_async", "celery.task_name": CALC_PI_TASK, "pi.task_id": task_id}
+        # A failure is recorded on the span (an exception event, status ERROR) as it leaves it.
+        with self._tracer.start_as_current_span(PUBLISH_SPAN, kind=SpanKind.PRODUCER, attributes=attributes):
+            await self._publish_attempts(*task_message(task_id, decimal, traced=True))
+
+    async def _publish_attempts(self, body: bytes, properties: aiormq.spec.Basic.Properties) -> None:
         for attempt in range(self.retries + 1):
             try:
                 await self._publish(body, properties)
@@ -127,7 +126,11 @@ class TaskPublisher:
     async def _publish(self, body: bytes, properties: aiormq.spec.Basic.Properties) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
-        channel = await self._ready(deadline)
+        try:
+            channel = await self._ready(deadline)
+        except NotPublished:
+            self._counted(NOT_SENT)
+            raise
         connection = self._connection
         # From here on the message may reach RabbitMQ: a failure means "maybe queued".
         try:
@@ -141,13 +144,16 @@ class TaskPublisher:
             # A broker that takes the message but confirms nothing (frozen, or blocked by a resource
             # alarm): unless it confirms something soon, start afresh on a new connection.
             loop.call_later(self.timeout, self._drop_if_stuck, connection, self._confirms)
+            self._counted(TIMEOUT)
             raise QueueUnavailable(f"RabbitMQ did not confirm the message within {self.timeout:g} s") from None
         except aiormq.exceptions.PublishError:
             # Returned as unroutable: the queue is gone. Declare it again before the next publish.
             log.warning("RabbitMQ returned a message for %r: the queue does not exist", self.queue)
             self._declared = False
+            self._counted(RETURNED)
             raise NotPublished("RabbitMQ could not route the message: the queue does not exist") from None
         except aiormq.exceptions.DeliveryError:
+            self._counted(NACK)
             raise QueueUnavailable("RabbitMQ refused the message (nack)") from None
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -155,11 +161,18 @@ class TaskPublisher:
                 raise  # the caller is being cancelled
             # aiormq rejects the futures of a closed connection with the reason it closed, which
             # can be a CancelledError (e.g. its reader task was cancelled): not ours.
+            self._counted(TIMEOUT)
             raise QueueUnavailable("lost the connection to RabbitMQ") from None
         except Exception as exc:
             log.warning("publishing failed: %r", exc)
+            self._counted(TIMEOUT)
             raise QueueUnavailable(f"lost the connection to RabbitMQ: {exc!r}") from exc
         self._confirms += 1
+        self._counted(CONFIRMED)
+
+    def _counted(self, outcome: str) -> None:
+        if self._count is not None:
+            self._count(outcome)
 
     async def _ready(self, deadline: float) -> aiormq.Channel:
         """The open channel with the queue declared, opening them if needed; NotPublished otherwise."""

@@ -158,3 +158,28 @@ def test_an_update_that_changes_nothing_writes_nothing(backend: Backend) -> None
     assert backend.store.update(task(1).id, lambda s: None) == task(1)
     with pytest.raises(UnknownTask):
         backend.store.update(task(2).id, lambda s: s)
+
+
+def test_counts_by_status_follow_the_listings(backend: Backend) -> None:
+    ended = "2026-11-28T04:00:00+00:00"
+    for i in range(6):
+        backend.on_catalog(lambda c, i=i: c.write(task(i, WAITING if i < 3 else SUCCESS, None if i < 3 else ended)))
+    zero = dict.fromkeys((WAITING, PROGRESS, SUCCESS, FAILURE, REVOKED), 0)
+    assert backend.on_catalog(lambda c: c.counts()) == zero | {WAITING: 3, SUCCESS: 3}
+
+    async def change(c):  # a catalog: a task starts, a refused start is removed
+        await c.write(task(0).evolve(status=PROGRESS))
+        await c.delete_state(task(1).id)
+        return await c.counts()
+
+    assert backend.on_catalog(change) == zero | {WAITING: 1, PROGRESS: 1, SUCCESS: 3}
+
+
+def test_counts_of_a_store_that_cannot_answer_are_a_storage_error(backend: Backend) -> None:
+    if backend.name == "files":
+        backend.catalog.index._broken = True  # type: ignore[attr-defined]  # as after a failed write
+    else:  # nothing listens there
+        backend.settings = backend.settings.model_copy(update={"REDIS_URL": "redis://127.0.0.1:1/0",
+                                                               "REDIS_TIMEOUT": 1.0})
+    with pytest.raises(StorageError):
+        backend.on_catalog(lambda c: c.counts())

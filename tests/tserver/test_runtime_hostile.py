@@ -19,6 +19,8 @@ from tests.tserver.runtime_harness import (
     connect,
     encode_call,
     frame,
+    header_frame,
+    raw_header_frame,
     rss,
     status_call,
     stock_client,
@@ -65,6 +67,32 @@ HOSTILE = {
     "truncated-unframed-then-close": (status_call()[:20], True, True),
     "slowloris-unframed": (status_call()[:20], False, False),
     "slowloris-frame": (frame(status_call())[:20], False, False),
+    # THeader frames (magic 0x0FFF after the length): bad sizes, transforms, varints, truncations, bombs.
+    "theader-fixed-fields-truncated": (frame(b"\x0f\xff\x00\x00\x00"), False, True),
+    "theader-header-area-past-frame": (raw_header_frame(b"\x00\x00\x00\x00", words=100), False, True),
+    "theader-header-area-256KiB": (raw_header_frame(b"\x00\x00\x00\x00" * 0xFFFF), False, True),
+    "theader-header-area-empty": (raw_header_frame(b"", status_call(), words=0), False, True),
+    "theader-unknown-transform": (raw_header_frame(b"\x00\x01\x07\x00", status_call()), False, True),
+    "theader-transform-count-huge": (raw_header_frame(b"\x00\xff\xff\xff\xff\x0f\x01\x01", status_call()),
+                                     False, True),
+    "theader-unknown-subprotocol": (raw_header_frame(b"\x01\x00\x00\x00", status_call()), False, True),
+    "theader-varint-10-bytes": (raw_header_frame(b"\xff" * 9 + b"\x01" + b"\x00\x00", status_call()), False, True),
+    "theader-pair-count-huge": (raw_header_frame(b"\x00\x00\x01\xff\xff\xff\xff\x0f", status_call()), False, True),
+    "theader-key-claims-1GB": (raw_header_frame(b"\x00\x00\x01\x01\x80\x80\x80\x80\x04abc\x00", status_call()),
+                               False, True),
+    # A megabyte of empty key/value pairs claimed by one count (thrift alone reads it for 1.3 s on the loop).
+    "theader-pair-flood-1MB": (raw_header_frame(b"\x00\x00\x01\xff\xff\xff\xff\x0f", b"\x00" * (MB - 32)),
+                               False, True),
+    "theader-zlib-garbage": (raw_header_frame(b"\x00\x01\x01\x00", b"not zlib at all"), False, True),
+    "theader-no-message": (raw_header_frame(b"\x00\x00\x00\x00"), False, True),
+    "theader-random-message": (raw_header_frame(b"\x00\x00\x00\x00", _random(3, b"\x80\x01\x00\x01", 300)),
+                               False, True),
+    "theader-message-string-1GB": (raw_header_frame(b"\x00\x00\x00\x00", call_header() + b"\x0b\x00\x01"
+                                                    + struct.pack("!i", 1 << 30) + b"abc\x00"), False, True),
+    "theader-compact-garbage": (raw_header_frame(b"\x02\x00\x00\x00", _random(4, b"\x82\x21", 300)), False, True),
+    "theader-frame-just-over-max": (struct.pack("!I", MB + 1) + b"\x0f\xff", False, True),
+    "theader-truncated-then-close": (header_frame(status_call())[:30], True, True),
+    "slowloris-theader": (header_frame(status_call())[:30], False, False),
 }
 
 

@@ -11,23 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
-import struct
 from typing import TYPE_CHECKING, Any, cast
 
-from thrift.protocol.TProtocol import TProtocolException
-from thrift.transport.TTransport import TTransportException
-
+from tserver.runtime.dispatch import DECODE_ERRORS
 from tserver.runtime.framing import Framing, FramingError
+from tserver.runtime.request import Request
 
 if TYPE_CHECKING:
     from tserver.runtime.server import ThriftServer
 
 log = logging.getLogger(__name__)
-
-# Errors that mean the request bytes could not be decoded (fastbinary raises OverflowError on limits).
-_DECODE_ERRORS = (TProtocolException, TTransportException, EOFError, OverflowError, UnicodeDecodeError,
-                  struct.error, ValueError)
 
 
 class Connection(asyncio.Protocol):
@@ -41,7 +36,7 @@ class Connection(asyncio.Protocol):
         self._peer: Any = None
         self._buf = bytearray()
         self._framing = Framing(self._limits)
-        self._pending: collections.deque[bytes] = collections.deque()
+        self._pending: collections.deque[Request] = collections.deque()
         self._busy = False
         self._reading_paused = False
         self._writing_paused = False
@@ -119,6 +114,7 @@ class Connection(asyncio.Protocol):
             try:
                 message = self._framing.cut(buf)
             except FramingError as exc:
+                self._server.rejected()
                 self._abandon(str(exc))
                 return
             if message is None:
@@ -151,18 +147,18 @@ class Connection(asyncio.Protocol):
 
     # -- calls ------------------------------------------------------------------------------------
 
-    def _dispatch(self, message: bytes) -> None:
+    def _dispatch(self, request: Request) -> None:
         self._busy = True
-        self._server.call(message).add_done_callback(self._call_done)
+        self._server.call(request).add_done_callback(functools.partial(self._call_done, request))
 
-    def _call_done(self, fut: asyncio.Future[bytes]) -> None:
+    def _call_done(self, request: Request, fut: asyncio.Future[bytes]) -> None:
         self._busy = False
         if fut.cancelled():
             self._close()
             return
         exc = fut.exception()
         if exc is not None:
-            if isinstance(exc, _DECODE_ERRORS):
+            if isinstance(exc, DECODE_ERRORS):
                 log.warning("closing connection from %s: bad request (or unwritable reply): %s: %s",
                             self._peer, type(exc).__name__, exc)
             else:
@@ -174,7 +170,7 @@ class Connection(asyncio.Protocol):
         reply = fut.result()
         if reply:  # a ONEWAY call has no reply
             assert self._transport is not None
-            self._transport.write(self._framing.wrap(reply))
+            self._transport.write(self._framing.wrap(reply, request))
         self._last_activity = self._loop.time()
         if self._server.closing or (self._half_closed and not self._pending):
             self._close()
@@ -211,8 +207,8 @@ class Connection(asyncio.Protocol):
         deadlines = []
         if self._msg_deadline is not None:
             if now >= self._msg_deadline:
-                log.info("closing connection from %s: message not complete within %.1f s",
-                            self._peer, self._limits.message_timeout)
+                log.info("closing connection from %s: message not complete within %.1f s", self._peer,
+                         self._limits.message_timeout)
                 self._close()
                 return
             deadlines.append(self._msg_deadline)

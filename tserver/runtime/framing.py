@@ -6,17 +6,21 @@ A connection's first byte decides its framing, kept for its whole life:
   stock clients built on ``TBufferedTransport(TSocket)`` send it (the original demo's client). The
   end of the message is found by :class:`MessageScanner`, which resumes where it stopped, so a
   client sending one byte at a time costs O(n), not O(n^2).
-* ``0x00`` -- a ``TFramedTransport`` frame: a 4-byte big-endian length, then the message.
+* ``0x00`` -- a frame: a 4-byte big-endian length, then either the message (``TFramedTransport``) or,
+  when the payload starts with the magic 0x0FFF, a THeader frame (theader.py): info headers (the trace
+  context), then the message in binary or compact. Frame by frame, as thrift's THeaderTransport reads.
 * anything else -- refused (old-style non-strict messages are not accepted).
 
-Replies go back in the framing of the request.
+Each reply goes back in the framing of its request.
 """
 
 from __future__ import annotations
 
 import struct
 
+from tserver.runtime import theader
 from tserver.runtime.limits import ServerLimits
+from tserver.runtime.request import Request
 from tserver.runtime.scanner import MessageScanner, ScanError
 
 _unpack_i32 = struct.Struct("!i").unpack_from
@@ -38,7 +42,7 @@ class Framing:
         self._scanner: MessageScanner | None = None
         self._frame_len = -1
 
-    def cut(self, buf: bytearray) -> bytes | None:
+    def cut(self, buf: bytearray) -> Request | None:
         """The first complete message of `buf`, removed from it; None while it is incomplete.
 
         Raises FramingError when the bytes cannot be a request (they are never allocated from)."""
@@ -56,10 +60,12 @@ class Framing:
         message = bytes(buf[:end])
         del buf[:end]
         self._scanner.reset()
-        return message
+        return Request(message)
 
-    def wrap(self, reply: bytes) -> bytes:
-        """The reply's bytes on the wire, in the request's framing."""
+    def wrap(self, reply: bytes, request: Request) -> bytes:
+        """The reply's bytes on the wire, in the framing of `request`."""
+        if request.header is not None:
+            return theader.encode(reply, request.header)
         return _pack_i32(len(reply)) + reply if self.kind == self.FRAMED else reply
 
     def _sniff(self, first: int) -> None:
@@ -73,7 +79,7 @@ class Framing:
         else:
             raise FramingError(f"first byte 0x{first:02x} is neither a strict binary message nor a frame")
 
-    def _cut_frame(self, buf: bytearray) -> bytes | None:
+    def _cut_frame(self, buf: bytearray) -> Request | None:
         if self._frame_len < 0:
             if len(buf) < 4:
                 return None
@@ -84,7 +90,14 @@ class Framing:
         end = 4 + self._frame_len
         if len(buf) < end:
             return None
+        self._frame_len = -1
+        if buf[4:6] == theader.MAGIC:
+            frame = bytes(buf[:end])
+            del buf[:end]
+            try:
+                return theader.decode(frame, self._limits.max_message_bytes, self._limits.max_header_bytes)
+            except theader.HeaderError as exc:
+                raise FramingError(str(exc)) from None
         message = bytes(buf[4:end])
         del buf[:end]
-        self._frame_len = -1
-        return message
+        return Request(message)

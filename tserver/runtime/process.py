@@ -8,10 +8,11 @@ import os
 import signal
 import tempfile
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, nullcontext
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from typing import Any
 
 from tserver.runtime.limits import ServerLimits
+from tserver.runtime.observer import CallObserver
 from tserver.runtime.server import ThriftServer
 
 log = logging.getLogger(__name__)
@@ -19,13 +20,14 @@ log = logging.getLogger(__name__)
 
 def run(processor: Any, host: str, port: int, limits: ServerLimits | None = None, *,
         port_file: str | None = None, ready: Callable[[int], Any] | None = None,
-        resources: Callable[[], AbstractAsyncContextManager[Any]] | None = None) -> None:
+        resources: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
+        observer: CallObserver | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then close gracefully (blocking; for ``__main__``).
 
     Uses uvloop when it is importable. ``resources()``, if given, is entered on the server's loop
     before it listens and left after it closed: what the handler needs on that loop (connections to
     the broker and the state store, housekeeping). Once listening, writes the bound port to
-    ``port_file`` (atomically) and calls ``ready(port)``.
+    ``port_file`` (atomically) and calls ``ready(port)``. ``observer`` is told of every call.
     """
     loop_factory = None
     try:
@@ -35,12 +37,13 @@ def run(processor: Any, host: str, port: int, limits: ServerLimits | None = None
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
         pass
     with asyncio.Runner(loop_factory=loop_factory) as runner:
-        runner.run(_serve(processor, host, port, limits or ServerLimits(), port_file, ready, resources))
+        runner.run(_serve(processor, host, port, limits or ServerLimits(), port_file, ready, resources, observer))
 
 
 async def _serve(processor: Any, host: str, port: int, limits: ServerLimits, port_file: str | None,
                  ready: Callable[[int], Any] | None,
-                 resources: Callable[[], AbstractAsyncContextManager[Any]] | None) -> None:
+                 resources: Callable[[], AbstractAsyncContextManager[Any]] | None,
+                 observer: CallObserver | None) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     installed = []
@@ -51,7 +54,7 @@ async def _serve(processor: Any, host: str, port: int, limits: ServerLimits, por
         except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
             pass
     async with resources() if resources is not None else nullcontext():
-        server = ThriftServer(processor, host, port, limits)
+        server = ThriftServer(processor, host, port, limits, observer=observer)
         try:
             await server.start()
             if port_file:
@@ -77,10 +80,8 @@ def _write_port_file(path: str, port: int) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
 
 

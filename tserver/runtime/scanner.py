@@ -49,7 +49,7 @@ class MessageScanner:
     allocated from a length claim. Call ``reset()`` before scanning the next message.
     """
 
-    __slots__ = ("_max_bytes", "_string_limit", "_container_limit", "_max_depth", "_pos", "_step", "_n", "_stack")
+    __slots__ = ("_container_limit", "_max_bytes", "_max_depth", "_n", "_pos", "_stack", "_step", "_string_limit")
 
     def __init__(self, max_bytes: int, string_length_limit: int, container_length_limit: int,
                  max_depth: int = 64) -> None:
@@ -91,7 +91,7 @@ class MessageScanner:
                         return pos
                     continue
                 need = 3  # type byte + i16 field id
-            elif step == _S_SKIP or step == _S_NAME:
+            elif step in (_S_SKIP, _S_NAME):
                 need = self._n
             else:
                 need = _STEP_NEED[step]
@@ -191,7 +191,7 @@ class MessageScanner:
         elif ttype == _T_STRUCT:
             self._push([_K_STRUCT])
             self._step = _S_FIELD
-        elif ttype == _T_LIST or ttype == _T_SET:
+        elif ttype in (_T_LIST, _T_SET):
             self._step = _S_LIST
         elif ttype == _T_MAP:
             self._step = _S_MAP

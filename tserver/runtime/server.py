@@ -18,10 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol, TBinaryProtocolAccelerated
+from thrift.protocol.TCompactProtocol import TCompactProtocolAccelerated
 
 from tserver.runtime.connection import Connection
 from tserver.runtime.dispatch import Dispatcher
 from tserver.runtime.limits import ServerLimits
+from tserver.runtime.observer import CallObserver
+from tserver.runtime.request import BINARY, COMPACT, Request
 
 try:  # the C extension; without it TBinaryProtocolAccelerated would silently be the pure one anyway
     from thrift.protocol import fastbinary  # noqa: F401 - imported only to learn whether it is built
@@ -36,12 +39,14 @@ log = logging.getLogger(__name__)
 class ThriftServer:
     """Serves a Thrift processor (``TProcessor.process(iprot, oprot)``) over TCP with asyncio."""
 
-    def __init__(self, processor: Any, host: str, port: int, limits: ServerLimits | None = None) -> None:
+    def __init__(self, processor: Any, host: str, port: int, limits: ServerLimits | None = None, *,
+                 observer: CallObserver | None = None) -> None:
         self.processor = processor
         self.host = host
         self.port = port
         self.limits = limits or ServerLimits()
-        self.dispatcher = Dispatcher(processor, self._protocol)
+        self.observer = observer
+        self.dispatcher = Dispatcher(processor, {BINARY: self._protocol, COMPACT: self._compact}, observer)
         self.closing = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.base_events.Server | None = None
@@ -140,13 +145,18 @@ class ThriftServer:
             assert self._no_conns is not None
             self._no_conns.set()
 
-    def call(self, message: bytes) -> asyncio.Future[bytes]:
+    def call(self, request: Request) -> asyncio.Future[bytes]:
         """Run one request; the future's result is the reply bytes (tracked until done, for close())."""
         assert self._pool is not None
-        fut = self.loop.create_task(self.dispatcher.dispatch(message, self._pool))
+        fut = self.loop.create_task(self.dispatcher.dispatch(request, self._pool))
         self._inflight.add(fut)
         fut.add_done_callback(self._inflight.discard)
         return fut
+
+    def rejected(self) -> None:
+        """A connection is closed for bytes that cannot be a request."""
+        if self.observer is not None:
+            self.observer.rejected()
 
     def _note_rejected(self, peer: Any) -> None:
         self._rejected += 1
@@ -159,6 +169,11 @@ class ThriftServer:
     def _protocol(self, trans: Any) -> TBinaryProtocol:
         return _PROTOCOL(trans, string_length_limit=self.limits.string_length_limit,
                          container_length_limit=self.limits.container_length_limit)
+
+    def _compact(self, trans: Any) -> TCompactProtocolAccelerated:
+        # Only inside THeader frames (a plain compact client is refused by its first byte, 0x82).
+        return TCompactProtocolAccelerated(trans, string_length_limit=self.limits.string_length_limit,
+                                           container_length_limit=self.limits.container_length_limit)
 
 
 def _bind_numeric(host: str, port: int) -> socket.socket | None:
