@@ -32,6 +32,8 @@ class Stack:
     api_port: int = field(default_factory=free_port)
     tserver_port: int = field(default_factory=free_port)
     supervisor_port: int = field(default_factory=free_port)
+    tserver_metrics_port: int = field(default_factory=free_port)
+    worker_metrics_port: int = field(default_factory=free_port)
     user: str = "tester"
     password: str = field(default_factory=lambda: uuid.uuid4().hex)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -74,6 +76,7 @@ class Stack:
             SUPERVISOR_USER=self.user, SUPERVISOR_PASSWORD=self.password,
             LOG_DIR=str(self.log_dir), RUN_DIR=str(self.root / "run"), PYTHONUNBUFFERED="1",
             STATE_BACKEND=self.state_backend, REDIS_URL=self.redis_url, REDIS_KEY_PREFIX=self.redis_prefix,
+            TSERVER_METRICS_PORT=str(self.tserver_metrics_port), WORKER_METRICS_PORT=str(self.worker_metrics_port),
         )
         env.update(self.extra_env)
         env.update(extra)

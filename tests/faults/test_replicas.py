@@ -46,7 +46,8 @@ def test_reads_survive_a_replica_killed_with_kill_9(stack: FaultStack, tmp_path)
     second = int(stack.settings["TSERVER_ADDRESSES"].rsplit(":", 1)[1])
     out = open(tmp_path / "tserver-2.out", "wb")  # noqa: SIM115 - closed with the process
     replica = subprocess.Popen([sys.executable, "-m", "tserver"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                               env=stack.env(TSERVER_PORT=str(second)), start_new_session=True)
+                               env=stack.env(TSERVER_PORT=str(second), TSERVER_METRICS_PORT=str(free_port())),
+                               start_new_session=True)
     out.close()
     try:
         wait_for(lambda: _listening(second), 30, "the second Thrift server replica to listen")
