@@ -32,8 +32,10 @@ def _result_backend() -> str:
     return f"db+sqlite:///{state_settings.STATE_DIR}/.chords.sqlite"
 
 
+# The worker imports these at its start; the last three connect to Celery's signals what lets it be seen
+# while it runs (docs/observability.md, "Worker").
 app = Celery("worker", broker=settings.BROKER_URL, backend=_result_backend(),
-             include=["worker.tasks", "worker.chunks"])
+             include=["worker.tasks", "worker.chunks", "worker.logs", "worker.metrics_files", "worker.tracing"])
 app.conf.update(
     task_default_queue=settings.CELERY_QUEUE,
     task_default_queue_type=settings.CELERY_QUEUE_TYPE,
@@ -66,6 +68,11 @@ app.conf.update(
         "interval_step": 0.2,
         "interval_max": 0.5,
     },
+    # Celery configures the root logger; worker/logs.py then gives its handlers our format.
     worker_hijack_root_logger=True,
     worker_redirect_stdouts=False,
+    # The events Flower (and celery events) watch: task-received/started/succeeded/failed/revoked from the
+    # worker, task-sent for the messages it publishes (chunks). Off by default: one more message per step.
+    worker_send_task_events=settings.CELERY_EVENTS,
+    task_send_sent_event=settings.CELERY_EVENTS,
 )

@@ -10,7 +10,7 @@ atomic against the other chunks); its result, the exact sum of its range, travel
 from __future__ import annotations
 
 import logging
-import uuid
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -19,21 +19,27 @@ from celery import Task, chord, group
 from state.errors import StorageError, UnknownTask
 from state.ledger import ChunkLedger
 from state.records import FAILURE, REVOKED, SUCCESS, TaskState, utcnow
-from worker import series, split
+from worker import metrics, series, split
 from worker.app import CHUNK_QUEUE, app, settings
 from worker.recording import RUNNING_CEILING, CancelPoll, cancel_requested, finish, store, with_host
 
 log = logging.getLogger(__name__)
 
-# Chunk task ids are derived from the task, the chunk and the generation: a cancellation can revoke
-# the chunks still waiting without a list of ids kept anywhere.
-_IDS = uuid.UUID("6f0d3a52-1b7c-4f5e-9d2a-8c4b7e1f0a93")
 _STORAGE_RETRY_DELAY = 2
 
 
 def chunk_id(task_id: str, k: int, generation: int) -> str:
-    """The Celery task id of chunk k of `task_id` (sent in `generation`)."""
-    return str(uuid.uuid5(_IDS, f"{task_id}:{generation}:{k}"))
+    """The Celery task id of chunk k of `task_id` (sent in `generation`).
+
+    Derived from the task, the generation and the chunk, so a cancellation can revoke the chunks still
+    waiting without a list of ids kept anywhere; it begins with our task id, so Celery's own lines and
+    Flower name the calculation a chunk belongs to (worker/context.py)."""
+    return f"{task_id}.{generation}.{k}"
+
+
+def _step_id(task_id: str, generation: int, step: str) -> str:
+    """The Celery task id of the chord's combining step or error path (`step`) of `generation`."""
+    return f"{task_id}.{generation}.{step}"
 
 
 def launch(state: TaskState, plan: split.Plan) -> None:
@@ -51,8 +57,12 @@ def _send(state: TaskState, ks: range | list[int], total: int, error: int, count
     ledger = state.chunks
     header = group(calc_chunk.signature((state.id, k, *ledger.bounds(k)), queue=CHUNK_QUEUE,
                                         task_id=chunk_id(state.id, k, ledger.generation)) for k in ks)
-    body = combine_chunks.s(state.id, state.decimal, str(total), str(error), counted)
-    chord(header)(body.on_error(split_failed.si(state.id)))
+    body = combine_chunks.s(state.id, state.decimal, str(total), str(error), counted).set(
+        task_id=_step_id(state.id, ledger.generation, "combine"),
+        # What logs and Flower show: the chunks' exact sums (hundreds of digits each) would fill it.
+        argsrepr=f"([{len(ks)} chunk results], {state.id!r}, {state.decimal}, ...)")
+    errback = split_failed.si(state.id).set(task_id=_step_id(state.id, ledger.generation, "failed"))
+    chord(header)(body.on_error(errback))
 
 
 @app.task(name="worker.calc_chunk", bind=True, ignore_result=False)  # type: ignore[untyped-decorator]  # untyped
@@ -88,10 +98,12 @@ def _compute(task_id: str, k: int, j0: int, j1: int) -> dict[str, Any]:
         finish(state, FAILURE, error=reason)
         _revoke_rest(state)
         return {"k": k, "skipped": FAILURE}
+    started = time.monotonic()
     sums = split.sum_chunk(j0, j1, stop=CancelPoll(task_id))
     if sums is None:
         _stop(store.read(task_id), "cancelled while running")
         return {"k": k, "skipped": REVOKED}
+    metrics.terms_computed(2 * (j1 - j0), time.monotonic() - started)
     total, error = sums
     _record_done(task_id, k, 4 * total / series.SCALE)
     return {"k": k, "total": str(total), "error": str(error)}
@@ -118,6 +130,8 @@ def _stop(state: TaskState, reason: str) -> None:
     """The task was cancelled: record REVOKED (once) and revoke the chunks still waiting."""
     if not state.is_final:
         finish(state, REVOKED, error=reason)
+    else:
+        metrics.note_outcome(state.status)
     _revoke_rest(state)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from RPC.constants import DEFAULT_MAX_DECIMAL, MAX_SUPPORTED_DECIMAL, MIN_DECIMAL
@@ -42,6 +42,29 @@ class WorkerSettings(BaseSettings):
     # at small decimals, as the original did with sleeps. 0 (the default) turns it off. Never
     # changes the digits.
     DEMO_MIN_SECONDS: float = Field(default=0.0, ge=0, le=3600)
+
+    # What the worker lets be seen while it runs (docs/observability.md, "Worker").
+    # false: no counting, no metrics folder, no listener (the baseline of "metrics on against off").
+    METRICS_ENABLED: bool = True
+    # The listener that serves the sum of every pool process (and of the sibling programs sharing
+    # WORKER_METRICS_DIR). 0 or empty: none; the program still counts, for a sibling to serve.
+    WORKER_METRICS_HOST: str = Field(default="127.0.0.1", min_length=1)
+    WORKER_METRICS_PORT: int = Field(default=9101, ge=0, le=65535)
+    # The folder where the worker programs of one host keep their prometheus_client multiprocess files,
+    # one sub-folder per program start. Empty: a private folder in the temp dir (one program alone).
+    WORKER_METRICS_DIR: str = ""
+    # text: Celery's lines (with task and trace ids appended when known); json: one object per line.
+    LOG_FORMAT: Literal["text", "json"] = "text"
+    # The task events Flower needs (task-received/started/succeeded..., task-sent for chunks).
+    CELERY_EVENTS: bool = False
+    # OpenTelemetry's own variable: otlp or console turns tracing on; the other OTEL_* are the SDK's.
+    OTEL_TRACES_EXPORTER: Literal["", "none", "otlp", "console"] = ""
+
+    @field_validator("WORKER_METRICS_PORT", mode="before")
+    @classmethod
+    def _empty_port_is_zero(cls, value: object) -> object:
+        # supervisord writes WORKER_METRICS_PORT= for the program that leaves serving to its sibling.
+        return 0 if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
     def _attempts_under_the_brokers_limit(self) -> WorkerSettings:

@@ -11,7 +11,7 @@ import time
 from state.backends import open_store
 from state.errors import StorageError
 from state.records import MAX_HOSTS, REVOKED, TaskState, utcnow
-from worker import leibniz
+from worker import leibniz, metrics
 from worker.app import settings, state_settings
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,8 @@ class ProgressRecorder:
         start_progress, start_time = self.state.progress, time.monotonic()
         while (now := time.monotonic()) < end:
             share = (now - start_time) / max(end - start_time, 1e-9)
-            self._record(start_progress + (RUNNING_CEILING - start_progress) * share, self.state.result, self.state.terms)
+            percent = start_progress + (RUNNING_CEILING - start_progress) * share
+            self._record(percent, self.state.result, self.state.terms)
             self._sleep_until(min(end, now + _PACE_TICK))
 
     def _record(self, percent: float, partial: float | None, terms: int) -> None:
@@ -128,4 +129,5 @@ def finish(state: TaskState, status: str, **changes: object) -> None:
             delay = min(2 * delay, 5.0)
     if status == REVOKED:
         store.clear_cancel(state.id)
+    metrics.note_outcome(status)
     log.info("task %s %s", state.id, status)

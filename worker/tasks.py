@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from celery import Task
 
 from state.errors import StorageError, UnknownTask
 from state.records import FAILURE, PROGRESS, REVOKED, SUCCESS, WAITING, TaskState, check_task_id, utcnow
-from worker import chunks, leibniz, split
+from worker import chunks, leibniz, metrics, split
 from worker.app import app, settings
 from worker.recording import MIN_WRITE_INTERVAL, CancelPoll, ProgressRecorder, finish, store, with_host
 
@@ -46,6 +47,7 @@ def _run(task_id: str, decimal: int) -> None:
         # A redelivery of a task that already ended (its worker died before the ack), or one
         # cancelled while it waited: nothing to do.
         log.info("task %s already %s; nothing to do", task_id, state.status)
+        metrics.note_outcome(state.status)
         store.clear_cancel(task_id)
         return
     if store.cancel_requested(task_id):
@@ -69,13 +71,17 @@ def _run(task_id: str, decimal: int) -> None:
     state = with_host(state)
     store.write(state)
     recorder = ProgressRecorder(state)
+    started = time.monotonic()
     try:
         # With the demo pace on, every chunk's report paces the task (its sleeps space the writes).
         interval = 0.0 if settings.DEMO_MIN_SECONDS else MIN_WRITE_INTERVAL
         result = leibniz.compute_pi(state.decimal, on_progress=recorder, min_report_interval=interval,
                                     should_stop=CancelPoll(task_id))
+        metrics.terms_computed(result.terms, time.monotonic() - started)
         recorder.stretch()
     except leibniz.Cancelled:
+        # The terms recorded in its state (the last progress written), as GET /task shows them.
+        metrics.terms_computed(recorder.state.terms, time.monotonic() - started)
         finish(recorder.state, REVOKED, error="cancelled while running")
         return
     except leibniz.NotConverged as exc:
