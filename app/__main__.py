@@ -1,14 +1,14 @@
 """`python -m app` starts the gateway: one uvicorn process (see README: the --workers latency trap)."""
 
-import logging
-
 import uvicorn
 
 from app.config import load_settings
+from app.logs import configure
 from app.main import create_app
 
 settings = load_settings()
-logging.basicConfig(level=logging.INFO, format="%(asctime)s gateway %(levelname)s %(name)s: %(message)s")
+# Before uvicorn starts: its loggers keep no handlers of their own and log through this one.
+configure(settings.LOG_FORMAT)
 uvicorn.run(
     create_app(settings),
     host=settings.API_HOST,

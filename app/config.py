@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
@@ -29,6 +30,23 @@ class GatewaySettings(BaseSettings):
     THRIFT_POOL_SIZE: int = Field(default=32, ge=1, le=1024)
     # Same variable as the compute side's: the gateway rejects out-of-range input without a hop.
     MAX_DECIMAL: int = Field(default=DEFAULT_MAX_DECIMAL, ge=MIN_DECIMAL, le=MAX_SUPPORTED_DECIMAL)
+    # docs/observability.md. false: no /metrics route and no counting at all (the benchmarks' baseline).
+    METRICS_ENABLED: bool = True
+    # text, or json: one JSON object per line (app/logs.py).
+    LOG_FORMAT: Literal["text", "json"] = "text"
+    # OpenTelemetry's standard variable: otlp and/or console turn tracing on; unset or none: off.
+    OTEL_TRACES_EXPORTER: str = "none"
+
+    @field_validator("OTEL_TRACES_EXPORTER")
+    @classmethod
+    def _exporters(cls, value: str) -> str:
+        parse_exporters(value)  # raises ValueError naming the unknown exporter
+        return value
+
+    @property
+    def trace_exporters(self) -> list[str]:
+        """The span exporters to use; empty: tracing is off."""
+        return parse_exporters(self.OTEL_TRACES_EXPORTER)
 
     @field_validator("TSERVER_ADDRESSES")
     @classmethod
@@ -56,6 +74,19 @@ def parse_addresses(text: str) -> list[tuple[str, int]]:
             raise ValueError(f"{entry!r} is not host:port (port 1-65535; an IPv6 address in brackets)")
         addresses.append((host, port))
     return addresses
+
+
+#: The values of OTEL_TRACES_EXPORTER the gateway knows (a comma-separated list of them).
+TRACE_EXPORTERS = ("otlp", "console", "none")
+
+
+def parse_exporters(value: str) -> list[str]:
+    """The exporters named in OTEL_TRACES_EXPORTER (empty: tracing off); ValueError naming an unknown one."""
+    names = [n.strip().lower() for n in value.split(",") if n.strip()]
+    for name in names:
+        if name not in TRACE_EXPORTERS:
+            raise ValueError(f"{name!r} is not one of {', '.join(TRACE_EXPORTERS)}")
+    return [n for n in names if n != "none"]
 
 
 def describe_error(exc: ValidationError) -> str:

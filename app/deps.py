@@ -9,6 +9,7 @@ from fastapi import Depends, HTTPException, Path, Request
 from app.config import GatewaySettings
 from app.contract import EXAMPLE_TASK_ID, TASK_ID
 from app.feeds import FeedHub
+from app.logs import bind_task
 from app.task_reader import TaskReader
 from app.thrift_client import ThriftCaller
 
@@ -36,9 +37,11 @@ async def get_hub(request: Request) -> FeedHub:
 
 
 async def get_task_id(id: Annotated[str, Path(description="Task id (a UUID)")]) -> str:  # noqa: A002 - the URL's name
-    """The id if it is a canonical UUID; 404 without a Thrift hop otherwise."""
+    """The id if it is a canonical UUID (named on the request's log lines from here on); 404 without a
+    Thrift hop otherwise."""
     if not TASK_ID.fullmatch(id):
         raise HTTPException(404, f"no task with this id: a task id is a UUID such as {EXAMPLE_TASK_ID}")
+    bind_task(id)
     return id
 
 

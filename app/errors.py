@@ -3,7 +3,8 @@
     GatewayError
     ├── ComputeUnavailable     the Thrift server cannot be reached or did not answer in time (503)
     │   ├── ComputeUnreachable ... no connection could be opened: the call was certainly not sent
-    │   └── ComputeDropped     ... the connection broke during the call: it may have been received
+    │   ├── ComputeDropped     ... the connection broke during the call: it may have been received
+    │   └── ComputeTimeout     ... no answer within THRIFT_TIMEOUT
     └── ComputeFailed          the Thrift server answered with an internal error (502)
 
 The IDL's exceptions (RPC.ttypes.BadDecimal, BadTask, BadArgument, Unavailable) arrive typed from the
@@ -25,6 +26,10 @@ class ComputeUnreachable(ComputeUnavailable):
 
 class ComputeDropped(ComputeUnavailable):
     """The connection to the Thrift server broke during a call (it may have been received)."""
+
+
+class ComputeTimeout(ComputeUnavailable):
+    """The Thrift server did not answer within THRIFT_TIMEOUT (told apart for the metrics' outcome `timeout`)."""
 
 
 class ComputeFailed(GatewayError):

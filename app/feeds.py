@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 import anyio
 
 from app.snapshots import Snapshot
+from app.tracing import untraced_context
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,8 @@ class Feed:
         """Set `wake` whenever the snapshot changes; starts the loop if it is not running."""
         self._wakes.add(wake)
         if not self.polling:
-            self._task = asyncio.create_task(self._run(), name=f"feed {self.key}")
+            # Untraced: the loop outlives the request that started it (app/tracing.py says why).
+            self._task = asyncio.create_task(self._run(), name=f"feed {self.key}", context=untraced_context())
 
     def unsubscribe(self, wake: asyncio.Event) -> None:
         """Stop waking `wake`; once nobody listens the loop stops (at once, unless a call is in flight)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,15 +11,21 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace import Tracer
 
+from app import metrics_http, tracing
 from app.config import GatewaySettings
 from app.contract import MIN_DECIMAL
 from app.errors import ComputeFailed, ComputeUnavailable
 from app.event_models import file_event_schemas
 from app.feeds import FeedHub
+from app.metrics import GatewayMetrics
 from app.replicas import ThriftReplicas
 from app.routes import events, host, tasks, ui
 from app.task_reader import TaskReader
+from app.thrift_client import ThriftCaller, ThriftPool
+from app.thrift_observed import ObservedThrift
 from RPC.ttypes import BadArgument, Unavailable
 
 DESCRIPTION = """
@@ -34,16 +41,29 @@ Computes pi by the Leibniz series on a Celery worker, behind a Thrift RPC server
 """
 
 
-def create_app(settings: GatewaySettings) -> FastAPI:
-    """A gateway that talks to the Thrift server named in `settings`."""
+def create_app(settings: GatewaySettings, *, tracer_provider: TracerProvider | None = None) -> FastAPI:
+    """A gateway that talks to the Thrift server named in `settings`.
+
+    Traced when `tracer_provider` is given (tests) or OTEL_TRACES_EXPORTER names an exporter.
+    """
+    metrics = GatewayMetrics() if settings.METRICS_ENABLED else None
+    provider, own_provider = tracer_provider, False
+    if provider is None and settings.trace_exporters:
+        provider, own_provider = tracing.make_provider(settings.trace_exporters), True
+    tracer: Tracer | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.thrift = ThriftReplicas(
+        app.state.replicas = replicas = ThriftReplicas(
             settings.thrift_addresses, size=settings.THRIFT_POOL_SIZE,
             timeout=settings.THRIFT_TIMEOUT, connect_timeout=settings.THRIFT_CONNECT_TIMEOUT,
+            header=tracer is not None,  # THeader carries the trace context; plain framed binary otherwise
         )
-        app.state.task_reader = TaskReader(app.state.thrift)
+        thrift: ThriftCaller = replicas
+        if metrics is not None or tracer is not None:
+            thrift = ObservedThrift(replicas, metrics=metrics, tracer=tracer)
+        app.state.thrift = thrift
+        app.state.task_reader = TaskReader(thrift)
         app.state.feeds = hub = FeedHub()
         # The one place where shutdown reaches the event streams. uvicorn waits for open responses
         # before it stops, and an event stream never ends by itself: the streams' responses
@@ -55,15 +75,25 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         finally:
             closer.cancel()
             hub.close()
-            await app.state.thrift.close()
+            await replicas.close()
+            if own_provider and provider is not None:
+                # Exports the spans still batched; bounded, since an OTLP endpoint may not answer.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.to_thread(provider.shutdown), 3.0)
 
     app = FastAPI(title="Pi over REST, Thrift and Celery", version="1.0.0", description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan,
+                  telemetry=tracing.fastapi_telemetry(provider))  # the server spans, when tracing is on
     app.state.settings = settings
     app.include_router(host.router)
     app.include_router(tasks.router)
     app.include_router(events.router)
     app.include_router(ui.router)
+    if metrics is not None:
+        metrics_http.install(app, metrics)
+        metrics.watch(lambda: _open_streams(app), lambda: _pools(app))
+    if provider is not None:
+        tracer = tracing.client_tracer(provider)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -100,6 +130,16 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=502)
 
     return app
+
+
+def _open_streams(app: FastAPI) -> int:
+    hub: FeedHub | None = getattr(app.state, "feeds", None)  # None before the app starts
+    return len(hub.listeners) if hub is not None else 0
+
+
+def _pools(app: FastAPI) -> list[ThriftPool]:
+    replicas: ThriftReplicas | None = getattr(app.state, "replicas", None)
+    return replicas.pools if replicas is not None else []
 
 
 def _validation_message(exc: RequestValidationError, max_decimal: int) -> str:

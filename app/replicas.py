@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from typing import Any
 
-from app.errors import ComputeDropped, ComputeUnavailable, ComputeUnreachable
+from app.errors import ComputeDropped, ComputeTimeout, ComputeUnavailable, ComputeUnreachable
 from app.thrift_client import ThriftPool
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,14 @@ class _Replica:
 class ThriftReplicas:
     """Calls RPCcelery methods on whichever replica is up (same `call` as ThriftPool)."""
 
-    def __init__(self, addresses: list[tuple[str, int]], *, size: int, timeout: float, connect_timeout: float) -> None:
+    def __init__(self, addresses: list[tuple[str, int]], *, size: int, timeout: float, connect_timeout: float,
+                 header: bool = False) -> None:
         if not addresses:
             raise ValueError("at least one Thrift server address is needed")
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self._replicas = [_Replica(ThriftPool(host, port, size=size, timeout=timeout, connect_timeout=connect_timeout))
+        self._replicas = [_Replica(ThriftPool(host, port, size=size, timeout=timeout, connect_timeout=connect_timeout,
+                                              header=header))
                           for host, port in addresses]
         self._next = 0
 
@@ -59,13 +62,18 @@ class ThriftReplicas:
         """The addresses calls go to now."""
         return [r.address for r in self._replicas if r.down_since is None]
 
+    @property
+    def pools(self) -> list[ThriftPool]:
+        """The pool of each replica (read by the metrics of connections in use)."""
+        return [r.pool for r in self._replicas]
+
     async def call(self, method: str, *args: Any, idempotent: bool = True) -> Any:
         """Call `method` on a replica; IDL exceptions pass through typed, transport trouble is ComputeUnavailable."""
         try:
             async with asyncio.timeout(self.timeout):
                 return await self._call(method, args, idempotent)
         except TimeoutError:
-            raise ComputeUnavailable(f"the compute service did not answer within {self.timeout:g} s") from None
+            raise ComputeTimeout(f"the compute service did not answer within {self.timeout:g} s") from None
 
     async def close(self) -> None:
         """Stop the probes and close every pooled connection."""
@@ -104,7 +112,10 @@ class ThriftReplicas:
             return
         replica.down_since = time.monotonic()
         log.warning("Thrift server %s out of rotation: %s", replica.address, exc)
-        replica.probe = asyncio.get_running_loop().create_task(self._probe(replica), name=f"probe {replica.address}")
+        # In a context of its own: the probe outlives the call that found the replica down, and its log
+        # lines must not name that call's task or trace.
+        replica.probe = asyncio.get_running_loop().create_task(self._probe(replica), name=f"probe {replica.address}",
+                                                               context=contextvars.Context())
 
     async def _probe(self, replica: _Replica) -> None:
         delay = _PROBE_FIRST

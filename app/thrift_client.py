@@ -6,6 +6,9 @@ connection per request caps throughput and fills the host with TIME_WAIT sockets
 borrows an open connection, writes one framed TBinaryProtocol message, awaits the framed reply with
 a deadline, and returns the connection. Requests and replies are (de)serialised with the generated
 `<method>_args` / `<method>_result` structs.
+
+With `header=True` (tracing on) each message is a THeader frame instead, carrying the current trace
+context to the Thrift server (app/thrift_header.py); the reply is read in the same format.
 """
 
 from __future__ import annotations
@@ -16,24 +19,20 @@ import struct
 import time
 from typing import Any, Protocol
 
-from thrift.protocol.TBinaryProtocol import TBinaryProtocol
+from opentelemetry import trace
 from thrift.protocol.TProtocol import TProtocolException
 from thrift.Thrift import TApplicationException, TMessageType
-from thrift.transport.TTransport import TMemoryBuffer, TTransportException
+from thrift.transport.TTransport import TTransportException
 
-from app.errors import ComputeDropped, ComputeFailed, ComputeUnavailable, ComputeUnreachable
+from app import thrift_header
+from app.errors import ComputeDropped, ComputeFailed, ComputeTimeout, ComputeUnreachable
 from RPC import RPCcelery
 from RPC.ttypes import BadArgument, BadDecimal, BadTask, TaskFinished, Unavailable
 
-try:  # the C codec; the plain one speaks the same wire format
-    from thrift.protocol import fastbinary  # noqa: F401 - imported only to fail where the C codec is missing
-    from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated as _Protocol
-except ImportError:  # pragma: no cover - only without the compiled extension
-    _Protocol = TBinaryProtocol
-
 log = logging.getLogger(__name__)
 
-_IDL_ERRORS = (BadArgument, BadDecimal, BadTask, TaskFinished, Unavailable)
+#: The IDL's declared exceptions: normal replies, passed to the caller typed.
+IDL_ERRORS = (BadArgument, BadDecimal, BadTask, TaskFinished, Unavailable)
 _FRAME = struct.Struct("!i")
 _MAX_REPLY_BYTES = 64 * 1024 * 1024
 # Drop pooled connections idle this long: the server closes idle ones after TSERVER_IDLE_TIMEOUT
@@ -54,21 +53,22 @@ class _Connection:
         fresh = time.monotonic() - self.last_used < _MAX_IDLE_SECONDS
         return fresh and not self.reader.at_eof() and not self.writer.is_closing()
 
-    async def call(self, method: str, args: tuple[Any, ...]) -> Any:
+    async def call(self, method: str, args: tuple[Any, ...], headers: dict[str, str] | None) -> Any:
+        """One call; `headers` None: framed binary, else THeader carrying them."""
         self.seqid += 1
-        out = TMemoryBuffer()
-        oprot = _Protocol(out)
-        oprot.writeMessageBegin(method, TMessageType.CALL, self.seqid)
-        getattr(RPCcelery, f"{method}_args")(*args).write(oprot)
-        oprot.writeMessageEnd()
-        payload = out.getvalue()
-        self.writer.write(_FRAME.pack(len(payload)) + payload)
+        call_args = getattr(RPCcelery, f"{method}_args")(*args)
+        if headers is None:
+            self.writer.write(thrift_header.framed_call(method, self.seqid, call_args))
+        else:
+            self.writer.write(thrift_header.header_call(method, self.seqid, call_args, headers))
         await self.writer.drain()
 
-        (size,) = _FRAME.unpack(await self.reader.readexactly(_FRAME.size))
+        head = await self.reader.readexactly(_FRAME.size)
+        (size,) = _FRAME.unpack(head)
         if not 0 < size <= _MAX_REPLY_BYTES:
             raise ConnectionError(f"implausible reply frame of {size} bytes")
-        iprot = _Protocol(TMemoryBuffer(await self.reader.readexactly(size)))
+        body = await self.reader.readexactly(size)
+        iprot = thrift_header.framed_reply(body) if headers is None else thrift_header.header_reply(head + body)
         _name, mtype, seqid = iprot.readMessageBegin()
         if mtype == TMessageType.EXCEPTION:
             exc = TApplicationException()
@@ -108,32 +108,54 @@ class ThriftCaller(Protocol):
 class ThriftPool:
     """Calls RPCcelery methods over a bounded pool of persistent connections."""
 
-    def __init__(self, host: str, port: int, *, size: int, timeout: float, connect_timeout: float) -> None:
+    def __init__(self, host: str, port: int, *, size: int, timeout: float, connect_timeout: float,
+                 header: bool = False) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        #: THeader with the trace context in each call (tracing on), else plain framed binary.
+        self.header = header
+        #: Connections lent to calls now (the metric thrift_client_connections_in_use).
+        self.in_use = 0
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(size)
+
+    @property
+    def idle(self) -> int:
+        """Open connections waiting in the pool."""
+        return len(self._idle)
 
     async def call(self, method: str, *args: Any, idempotent: bool = True) -> Any:
         """Call `method`; IDL exceptions pass through typed, transport trouble is ComputeUnavailable."""
         try:
             async with asyncio.timeout(self.timeout):
                 async with self._slots:
-                    return await self._call(method, args, idempotent)
+                    self.in_use += 1
+                    try:
+                        return await self._call(method, args, idempotent)
+                    finally:
+                        self.in_use -= 1
         except TimeoutError:
-            raise ComputeUnavailable(
+            raise ComputeTimeout(
                 f"the compute service did not answer within {self.timeout:g} s"
             ) from None
 
     async def _call(self, method: str, args: tuple[Any, ...], idempotent: bool) -> Any:
+        headers = None
+        if self.header:
+            headers = thrift_header.trace_headers()
+            # The client span is current here (app/thrift_observed.py); the replica that answers names its peer.
+            trace.get_current_span().set_attributes({
+                "net.peer.name": self.host, "net.peer.port": self.port,
+                "server.address": self.host, "server.port": self.port,
+            })
         conn, reused = self._take_idle(), True
         if conn is None:
             conn, reused = await self._connect(), False
         try:
-            result = await conn.call(method, args)
-        except _IDL_ERRORS:
+            result = await conn.call(method, args, headers)
+        except IDL_ERRORS:
             self._idle.append(conn)  # a declared exception is a normal reply: the connection is fine
             raise
         except TApplicationException as exc:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from app.contract import DEFAULT_MAX_DECIMAL, DEFAULT_PAGE, MAX_PAGE, MIN_DECIMAL, Status
 from app.deps import SettingsDep, TaskIdDep, TaskReaderDep, ThriftDep
+from app.logs import bind_task
 from app.models import ErrorResponse, TaskCreated, TaskModel, task_json
 from RPC.ttypes import BadDecimal, BadTask, TaskFinished
 
 router = APIRouter(tags=["tasks"])
+log = logging.getLogger(__name__)
 
 _START_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "decimal is not an integer in the allowed range"},
@@ -32,6 +35,8 @@ async def _start(decimal: int, thrift: ThriftDep, settings: SettingsDep) -> Resp
         r = await thrift.call("queueCalcPi", decimal, idempotent=False)
     except BadDecimal as exc:
         raise HTTPException(422, exc.message) from None
+    bind_task(r.id)
+    log.info("task queued: decimal %d", r.decimal)
     # Validated and encoded once here; FastAPI would validate the returned model a second time.
     body = TaskCreated(id=r.id, decimal=r.decimal, pushqtime=r.pushqtime).model_dump_json()
     return Response(body, status_code=202, media_type="application/json")
@@ -82,6 +87,7 @@ async def cancel_task(task_id: TaskIdDep, thrift: ThriftDep, reader: TaskReaderD
         raise HTTPException(404, exc.message) from None
     except TaskFinished as exc:
         raise HTTPException(409, exc.message) from None
+    log.info("task cancelled: %s", record.status)
     return Response(reader.remember(record), media_type="application/json")
 
 
