@@ -36,7 +36,8 @@ from prometheus_client.registry import Collector
 from worker.app import settings
 
 _ENV = "PROMETHEUS_MULTIPROC_DIR"
-_state: dict[str, Any] = {}  # root, mine, private, server: this program's, set at its start
+_PRIVATE = "pi-worker-metrics-"  # + the owner's stamp: WORKER_METRICS_DIR empty
+_state: dict[str, Any] = {}  # root, mine, private, main (pid), server: this program's, set at its start
 
 
 def _stamp(proc: psutil.Process) -> str:
@@ -64,6 +65,17 @@ def fresh_folder(root: Path) -> Path:
     shutil.rmtree(mine, ignore_errors=True)
     mine.mkdir()
     return mine
+
+
+def _private_root() -> Path:
+    """A folder of this program's alone in the temp dir; those of programs gone (killed) are removed."""
+    temp = Path(tempfile.gettempdir())
+    for folder in temp.glob(f"{_PRIVATE}*"):
+        if folder.is_dir() and _owner_alive(Path(folder.name.removeprefix(_PRIVATE))) is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    root = temp / f"{_PRIVATE}{_stamp(psutil.Process())}"
+    root.mkdir(mode=0o700, exist_ok=True)
+    return root.resolve()
 
 
 def sweep_dead(root: Path) -> None:
@@ -102,7 +114,7 @@ def start() -> None:
     Before any value exists and before the pool forks: the pool processes inherit the folder."""
     private = not settings.WORKER_METRICS_DIR
     try:
-        root = Path(tempfile.mkdtemp(prefix="pi-worker-metrics-") if private else settings.WORKER_METRICS_DIR).resolve()
+        root = _private_root() if private else Path(settings.WORKER_METRICS_DIR).resolve()
         mine = fresh_folder(root)
     except OSError as exc:
         raise SystemExit(f"worker: cannot use a metrics folder ({exc}): set WORKER_METRICS_DIR to a writable "
@@ -135,6 +147,8 @@ def _in_pool_process(**_: Any) -> None:
         server.socket.close()
     if "mine" in _state:
         sweep_dead(_state["mine"].parent)  # the process this one replaces may have been killed
+        # A live gauge file under this pid is a dead process's (pids are reused): this one has written none yet.
+        mark_process_dead(os.getpid(), str(_state["mine"]))  # type: ignore[no-untyped-call]  # unannotated upstream
 
 
 def _pool_process_exits(**_: Any) -> None:

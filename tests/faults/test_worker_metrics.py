@@ -43,9 +43,7 @@ CALC_PI = "worker.calc_pi"
 
 @pytest.fixture(scope="module")
 def stack(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
-    # Ports of our own for both metrics listeners: another stack (or `make run`) may hold the defaults.
     with running_stack(tmp_path_factory.mktemp("worker-metrics"), broker_url, WORKER_METRICS_PORT=str(METRICS_PORT),
-                       TSERVER_METRICS_PORT=str(free_port()),
                        LOG_FORMAT="json", SPLIT_MIN_TERMS=str(15 * 10**9), SPLIT_CHUNK_TERMS=str(5 * 10**9),
                        TASK_MAX_ATTEMPTS="3") as s:
         yield s

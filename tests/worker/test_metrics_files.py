@@ -102,3 +102,25 @@ def test_a_process_gone_loses_its_live_gauge_file_and_keeps_its_counts(tmp_path:
     finally:
         child.kill()
         child.wait(10)
+
+
+def test_a_private_folder_is_the_programs_own_and_those_of_programs_killed_are_removed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # WORKER_METRICS_DIR empty (`python -m worker`): a folder in the temp dir, named by its owner.
+    from worker import metrics_files
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    sibling = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        running = f"pi-worker-metrics-{stamp(psutil.Process(sibling.pid))}"
+        dead = f"pi-worker-metrics-{stamp(psutil.Process(gone.pid))}"
+        gone.wait(10)
+        for name in (running, dead):
+            (tmp_path / name / "1.1").mkdir(parents=True)
+        root = metrics_files._private_root()
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([running, root.name])
+        assert root.name == f"pi-worker-metrics-{stamp(psutil.Process())}"
+    finally:
+        sibling.kill()
+        sibling.wait(10)
