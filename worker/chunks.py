@@ -48,7 +48,11 @@ def launch(state: TaskState, plan: split.Plan) -> None:
     ledger = ChunkLedger(start=plan.start, size=plan.size, end=plan.end,
                          prefix_value=4 * plan.prefix_total / series.SCALE)
     state = state.evolve(chunks=ledger, terms=2 * plan.start)
-    store.update(state.id, lambda now: None if now.is_final else state)
+    try:
+        if store.update(state.id, lambda now: None if now.is_final else state).is_final:
+            return  # cancelled meanwhile
+    except UnknownTask:  # its record was removed while it waited (the message carries all we need)
+        store.write(state)
     log.info("task %s: %d chunks of %d terms", state.id, ledger.total, 2 * plan.size)
     _send(state, range(ledger.total), plan.prefix_total, plan.prefix_error, [])
 
