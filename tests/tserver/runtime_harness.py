@@ -15,10 +15,8 @@ from typing import Any
 import psutil
 import pytest
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol
-from thrift.protocol.THeaderProtocol import THeaderProtocol
 from thrift.Thrift import TMessageType
 from thrift.transport import TSocket, TTransport
-from thrift.transport.THeaderTransport import THeaderClientType, THeaderSubprotocolID, THeaderTransport
 
 from RPC import RPCcelery
 from RPC.ttypes import BadDecimal, BadTask, CpuStatus, DiskStatus, HostStatus, MemoryStatus, calcResult
@@ -182,43 +180,6 @@ def stock_client(port: int, framed: bool = False, timeout: float = 5.0):
         trans.close()
 
 
-@contextlib.contextmanager
-def header_client(port: int, compact: bool = False, timeout: float = 5.0):
-    """The generated client on thrift's own THeaderTransport over TSocket (binary or compact inside);
-    its transport is `client._iprot.trans` (set_header before a call: headers go with the next message)."""
-    sock = TSocket.TSocket("127.0.0.1", port)
-    sock.setTimeout(int(timeout * 1000))
-    protocol_id = THeaderSubprotocolID.COMPACT if compact else THeaderSubprotocolID.BINARY
-    trans = THeaderTransport(sock, (THeaderClientType.HEADERS,), protocol_id)
-    trans.open()
-    try:
-        yield RPCcelery.Client(THeaderProtocol(trans, (THeaderClientType.HEADERS,), protocol_id))
-    finally:
-        trans.close()
-
-
-def header_frame(message: bytes, headers: dict[bytes, bytes] | None = None, *, protocol: int = 0, flags: int = 0,
-                 seqid: int = 1, transforms: tuple[int, ...] = ()) -> bytes:
-    """`message` as one THeader frame written by thrift's own THeaderTransport."""
-    out = TTransport.TMemoryBuffer()
-    trans = THeaderTransport(out, (THeaderClientType.HEADERS,), protocol)
-    trans.flags, trans.sequence_id = flags, seqid
-    for key, value in (headers or {}).items():
-        trans.set_header(key, value)
-    for transform in transforms:
-        trans.add_transform(transform)
-    trans.write(message)
-    trans.flush()
-    return out.getvalue()
-
-
-def raw_header_frame(area: bytes, payload: bytes = b"", *, words: int | None = None) -> bytes:
-    """A THeader frame laid out by hand: magic, flags 0, sequence id 1, the header area's size in 4-byte
-    words (`words`, or the area's own), the area as given, then the payload."""
-    size = len(area) // 4 if words is None else words
-    return frame(b"\x0f\xff\x00\x00" + struct.pack("!iH", 1, size) + area + payload)
-
-
 def client_on(sock: socket.socket, framed: bool) -> RPCcelery.Client:
     """A generated client reading replies from an already connected raw socket."""
     tsock = TSocket.TSocket()
@@ -264,7 +225,7 @@ def wait_closed_by_server(sock: socket.socket, timeout: float) -> float:
                 break
     except (ConnectionResetError, BrokenPipeError):
         pass
-    except socket.timeout:
+    except TimeoutError:
         pytest.fail(f"server kept the connection open for more than {timeout} s")
     return time.monotonic() - t0
 

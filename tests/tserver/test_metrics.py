@@ -23,7 +23,6 @@ from tests.tserver.runtime_harness import (
     connect,
     encode_call,
     frame,
-    header_client,
     status_call,
     stock_client,
     wait_closed_by_server,
@@ -31,6 +30,7 @@ from tests.tserver.runtime_harness import (
 )
 from tests.tserver.test_publishing import Relay, _delete_queue, _run, queue_name, relay  # noqa: F401 - fixtures
 from tests.tserver.test_tracing import _Empty
+from tests.tserver.theader_wire import header_client
 from tserver import metrics as metrics_module
 from tserver.errors import NotPublished, QueueUnavailable
 from tserver.metrics import ServerMetrics

@@ -27,13 +27,13 @@ from tests.tserver.runtime_harness import (
     connect,
     encode_call,
     frame,
-    header_client,
     stock_client,
     wait_closed_by_server,
     wait_for,
 )
 from tests.tserver.test_publishing import _delete_queue, _depth
 from tests.tserver.test_tracing import PARENT, TRACE, TRACEPARENT, _Empty
+from tests.tserver.theader_wire import header_client
 
 pytestmark = pytest.mark.timeout(120)
 

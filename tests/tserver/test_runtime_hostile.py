@@ -19,14 +19,13 @@ from tests.tserver.runtime_harness import (
     connect,
     encode_call,
     frame,
-    header_frame,
-    raw_header_frame,
     rss,
     status_call,
     stock_client,
     wait_closed_by_server,
     wait_for,
 )
+from tests.tserver.theader_wire import header_frame, raw_header_frame
 from tserver.runtime import ServerLimits
 
 # --------------------------------------------------------------------------------------------------

@@ -26,13 +26,11 @@ from tests.tserver.runtime_harness import (
     client_on,
     connect,
     frame,
-    header_client,
-    header_frame,
-    raw_header_frame,
     status_call,
     stock_client,
     wait_closed_by_server,
 )
+from tests.tserver.theader_wire import header_client, header_frame, raw_header_frame
 
 ZLIB = 0x01
 
