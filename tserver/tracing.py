@@ -9,7 +9,7 @@ message's headers, where the worker's Celery instrumentation reads it. The stand
 apply: the exporter's endpoint and headers, OTEL_SERVICE_NAME (`tserver` unless set),
 OTEL_TRACES_SAMPLER, OTEL_BSP_* for the batching, OTEL_PROPAGATORS.
 
-When off: no tracer provider is made and the SDK is never imported; the server and the publisher are
+When off: no tracer provider is made (nothing of ours imports the SDK); the server and the publisher are
 given no tracer and make no span at all.
 """
 
