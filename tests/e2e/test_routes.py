@@ -106,9 +106,11 @@ def test_waiting_task_shows_nulls_until_it_runs(stack: Stack) -> None:
     created = httpx.post(f"{stack.api}/calcpi/2", timeout=10).json()
     body = httpx.get(f"{stack.api}/task/{created['id']}", timeout=5).json()
     assert set(body) == {"id", "status", "decimal", "progress", "result", "digits", "terms", "error",
-                         "attempts", "stalled", "heartbeat", "pushqtime", "starttime", "stoptime"}
+                         "attempts", "stalled", "heartbeat", "pushqtime", "starttime", "stoptime",
+                         "chunks_done", "chunks_total", "hosts"}
     if body["status"] == "WAITING":
         assert body["starttime"] is None and body["stoptime"] is None and body["digits"] is None
+        assert (body["chunks_done"], body["chunks_total"], body["hosts"]) == (0, 0, [])
     assert wait_done(stack, created["id"])["digits"] == "3.14"
 
 

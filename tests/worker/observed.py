@@ -8,78 +8,20 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from kombu import Connection, Exchange, Queue
 from kombu.serialization import dumps
 
-from testing.waiting import free_port, wait_for
+from testing.otlp import OtlpSink, Span
+from testing.waiting import wait_for
+
+__all__ = ["REPO", "OtlpSink", "Span", "WorkerRun", "publish_calc_pi"]
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Span:
-    name: str
-    trace_id: str
-    span_id: str
-    parent_span_id: str
-    attributes: dict[str, Any]
-
-
-@dataclass
-class OtlpSink:
-    """An OTLP/HTTP (protobuf) trace receiver on 127.0.0.1: POST /v1/traces."""
-
-    port: int = field(default_factory=free_port)
-    spans: list[Span] = field(default_factory=list)
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1/traces"
-
-    def named(self, name: str) -> list[Span]:
-        return [s for s in self.spans if s.name == name]
-
-    @contextmanager
-    def running(self) -> Iterator[OtlpSink]:
-        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-        sink = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                request = ExportTraceServiceRequest()
-                request.ParseFromString(self.rfile.read(int(self.headers["Content-Length"])))
-                for resource in request.resource_spans:
-                    for scope in resource.scope_spans:
-                        for s in scope.spans:
-                            attributes = {a.key: a.value.string_value for a in s.attributes}
-                            sink.spans.append(Span(s.name, s.trace_id.hex(), s.span_id.hex(), s.parent_span_id.hex(),
-                                                   attributes))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            server.shutdown()
-            server.server_close()
 
 
 @dataclass
