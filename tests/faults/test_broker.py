@@ -17,8 +17,15 @@ import httpx
 import pytest
 
 from testing.waiting import wait_for
-from tests.faults.conftest import (FaultStack, assert_state_files_sound, program_pid, running_stack, start_task,
-                                   task, wait_ended)
+from tests.faults.conftest import (
+    FaultStack,
+    assert_state_files_sound,
+    program_pid,
+    running_stack,
+    start_task,
+    task,
+    wait_ended,
+)
 from tests.faults.rabbit import PrivateRabbit
 
 pytestmark = pytest.mark.timeout(180)

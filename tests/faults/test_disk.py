@@ -18,8 +18,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.faults.conftest import (FaultStack, assert_state_files_sound, program_pid, program_state, running_stack,
-                                   start_task, state_file, task, wait_ended, wait_running)
+from tests.faults.conftest import (
+    FaultStack,
+    assert_state_files_sound,
+    program_pid,
+    program_state,
+    running_stack,
+    start_task,
+    state_file,
+    task,
+    wait_ended,
+    wait_running,
+)
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -59,7 +59,7 @@ def test_property_based_run_over_the_openapi_schema(stack: FaultStack) -> None:
     assert not failures, "schemathesis found:\n" + "\n".join(f"{k}\n    {v}" for k, v in failures.items())
 
 
-def explore(operation, mode, run_checks: list, failures: dict[str, str]) -> int:  # noqa: ANN001
+def explore(operation, mode, run_checks: list, failures: dict[str, str]) -> int:
     """Call one operation with EXAMPLES generated requests, collecting each distinct failure; the calls made."""
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis.errors import Unsatisfiable
@@ -70,7 +70,7 @@ def explore(operation, mode, run_checks: list, failures: dict[str, str]) -> int:
     @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
               phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy(generation_mode=mode))
-    def call(case) -> None:  # noqa: ANN001 - a schemathesis Case
+    def call(case) -> None:
         nonlocal calls, slow
         if slow:
             return  # one hanging call is reported; waiting for thirty more would prove nothing

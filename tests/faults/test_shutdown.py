@@ -16,8 +16,19 @@ import pytest
 
 from testing.waiting import wait_for
 from tests.e2e.test_routes import rounded_pi
-from tests.faults.conftest import (FaultStack, alive, assert_state_files_sound, program_pid, queue_depth,
-                                   running_stack, start_task, state_file, task, wait_ended, wait_running)
+from tests.faults.conftest import (
+    FaultStack,
+    alive,
+    assert_state_files_sound,
+    program_pid,
+    queue_depth,
+    running_stack,
+    start_task,
+    state_file,
+    task,
+    wait_ended,
+    wait_running,
+)
 
 pytestmark = pytest.mark.timeout(240)
 

@@ -23,8 +23,16 @@ from thrift.transport import TSocket, TTransport
 
 from RPC import RPCcelery
 from testing.waiting import wait_for
-from tests.faults.conftest import (FaultStack, program_pid, program_state, rss_mb, running_stack, start_task,
-                                   wait_ended, wait_restarted)
+from tests.faults.conftest import (
+    FaultStack,
+    program_pid,
+    program_state,
+    rss_mb,
+    running_stack,
+    start_task,
+    wait_ended,
+    wait_restarted,
+)
 
 pytestmark = pytest.mark.timeout(180)
 

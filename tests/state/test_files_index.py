@@ -267,8 +267,8 @@ def test_expiry_runs_in_batches_until_done(store: FileStore) -> None:
 
 def test_a_broken_index_is_a_storage_error_and_the_handler_answers_unavailable(store: FileStore) -> None:
     from RPC.ttypes import Unavailable
-    from tserver.handler import RPCceleryHandler
     from state.errors import StorageError
+    from tserver.handler import RPCceleryHandler
 
     index = TaskIndex(store)
     store.write(task(1))
