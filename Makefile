@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-containers check gen install bench soak clean docs
+.PHONY: run test test-containers check gen install bench soak bench-long clean docs
 
 $(STAMP): pyproject.toml setup.py worker/_leibniz.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,14 +51,16 @@ docs:
 clean:
 	rm -rf build *.egg-info worker/*.so .pytest_cache
 
-## Benchmark every layer side by side into BENCHMARKS.md (about 5 min on 2 cores); the soak is its own
-## target (SOAK_SECONDS, default 300) and adds its section to the same file. BENCH_QUICK=1: smoke sizes,
-## report in run/. wrk drives the HTTP load: installed with apt-get if missing and possible, else the
-## bench's own asyncio client does.
-bench soak: $(STAMP)
+## Benchmark every layer side by side into BENCHMARKS.md and bench/results/ (about 14 min on 2 cores): both
+## state backends side by side, split calculations on one and two processes. The soak (SOAK_SECONDS, default
+## 300) and d = 12 split over two processes (about 10 min) are targets of their own that add their sections
+## to the same report. BENCH_QUICK=1: smoke sizes, report in run/. wrk drives the HTTP load: installed with
+## apt-get if missing and possible, else the bench's own asyncio client does.
+bench soak bench-long: $(STAMP)
 	bash scripts/ensure-rabbitmq.sh
+	bash scripts/ensure-redis.sh
 	@command -v wrk >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1 || \
 	    { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null 2>&1; }; }; } || \
 	  echo "$@: wrk is not available; the bench's asyncio client drives the load" >&2
-	BENCH_INVOCATION="make $@" $(PY) -m bench $(if $(filter soak,$@),--only soak,--skip soak) $(BENCH_ARGS)
+	BENCH_INVOCATION="make $@" $(PY) -m bench $(if $(filter soak,$@),--only soak,$(if $(filter bench-long,$@),--only split-long,--skip soak,split-long)) $(BENCH_ARGS)

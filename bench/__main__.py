@@ -1,7 +1,8 @@
-"""`python -m bench [--quick] [--only NAME] [--skip NAME] [--out BENCHMARKS.md]`: run, print, write.
+"""`python -m bench [--quick] [--only NAME] [--skip NAME] [--variant V] [--out BENCHMARKS.md]`: run, print, write.
 
-Benchmarks run in an order that keeps one product alive at a time (the shared one for digits,
-status and enqueue, then one per listing size, then the soak's); the report lists them by number.
+Benchmarks run in an order that keeps one set of products alive at a time (the shared ones, one per
+variant, for digits, status and enqueue; then one per variant and listing size; then the split
+sections' and the soak's); the report lists them by number.
 A benchmark that fails is reported as such and the others still run; the exit status is 1 then,
 0 otherwise (a missed target is a finding, not a failure of the harness).
 """
@@ -12,30 +13,51 @@ import argparse
 import logging
 import os
 import shlex
+import signal
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
 import psutil
 
-from bench import digits, enqueue, footprint, kernel, listing, machine, soak, status
+from bench import (
+    digits,
+    enqueue,
+    footprint,
+    kernel,
+    listing,
+    machine,
+    redis_memory,
+    soak,
+    split,
+    split_long,
+    status,
+)
 from bench.lab import Lab
 from bench.memory import MemoryWatch
 from bench.plan import plan_from_env
-from bench.report import Section, interference, load_sections, merge, render_console, render_markdown
+from bench.render import render_markdown
+from bench.report import Section, interference, render_console
+from bench.results import load_sections, merge, results_dir, save
 from bench.stack import StackTimeout
+from bench.variants import check_variants, parse_variant
 
 log = logging.getLogger("bench")
 
 # Execution order; "memory" is derived from the watch after the others and cannot be run alone.
 BENCHMARKS: dict[str, ModuleType] = {
-    "kernel": kernel, "digits": digits, "status": status, "enqueue": enqueue, "listing": listing, "soak": soak,
+    "kernel": kernel, "digits": digits, "status": status, "enqueue": enqueue, "redis-memory": redis_memory,
+    "listing": listing, "split": split, "split-long": split_long, "soak": soak,
 }
-REPORT_ORDER = ["kernel", "digits", "status", "listing", "enqueue", "memory", "soak"]
-NEEDS_BROKER = {"digits", "status", "enqueue", "listing", "soak"}
+REPORT_ORDER = ["kernel", "digits", "status", "listing", "enqueue", "memory", "soak", "redis-memory", "split",
+                "split-long"]
+NEEDS_BROKER = {"digits", "status", "enqueue", "listing", "split", "split-long", "soak"}
+# Hand-written notes (decisions and the figures behind them) shown in BENCHMARKS.md after the machine.
+NOTES = Path(__file__).resolve().parent / "notes"
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
 # CPU use (% of all cores) above this while the bench is idle, or not accounted for by the product,
 # RabbitMQ and the bench during a run, means something else is using the cores. Loopback networking
 # done by the kernel outside any process shows as 5-8% even on a quiet machine.
@@ -57,7 +79,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--only", type=_names, action="extend", default=[], metavar="NAME[,NAME]",
                         help=f"run only these ({', '.join(BENCHMARKS)}); memory comes with any that loads the product")
     parser.add_argument("--skip", type=_names, action="extend", default=[], metavar="NAME[,NAME]",
-                        help="run all but these (make bench skips the soak: make soak runs it)")
+                        help="run all but these (make bench skips the soak and split-long: make soak and make "
+                             "bench-long run them)")
+    parser.add_argument("--variant", type=parse_variant, action="append", default=[], metavar="NAME=BACKEND[,K=V]",
+                        help="a product configuration for the HTTP sections (status, enqueue, listing), repeatable; "
+                             "the first is the baseline (default: files=files and redis=redis)")
     parser.add_argument("--quiet-wait", type=float, default=None, metavar="SECONDS",
                         help="before each benchmark, wait up to this long for other processes to leave the cores "
                              "alone (default 30, quick runs 0)")
@@ -76,6 +102,17 @@ def check_broker(url: str) -> None:
     except Exception as exc:  # noqa: BLE001 - any failure means the same thing here
         raise SystemExit(f"bench: RabbitMQ does not answer at {url} ({exc}); run `bash scripts/ensure-rabbitmq.sh` "
                          "or set BROKER_URL") from None
+
+
+def check_redis(url: str) -> None:
+    """Stop with one clear line if Redis does not answer."""
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3).ping()
+    except redis.RedisError as exc:
+        raise SystemExit(f"bench: Redis does not answer at {url.split('@')[-1]} ({exc}); run "
+                         "`bash scripts/ensure-redis.sh` or set REDIS_URL") from None
 
 
 def command_line(argv: list[str]) -> str:
@@ -100,8 +137,14 @@ def pin_product_settings() -> None:
         os.environ[name] = value
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: every product started is stopped on the way out."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s bench %(levelname)s %(name)s: %(message)s")
@@ -112,17 +155,22 @@ def main(argv: list[str] | None = None) -> int:
         args.quiet_wait = 0.0 if plan.quick else DEFAULT_QUIET_WAIT
     repo = machine.REPO
     out = args.out or (repo / "run" / "benchmarks-quick.md" if plan.quick else repo / "BENCHMARKS.md")
+    results = results_dir(out, repo)
+    variants = check_variants(args.variant)
     selected = [n for n in BENCHMARKS if (not args.only or n in args.only) and n not in args.skip]
     broker = os.environ.get("BROKER_URL", DEFAULT_BROKER)
     if NEEDS_BROKER & set(selected):
         check_broker(broker)
+    redis_url = os.environ.get("REDIS_URL", DEFAULT_REDIS)
+    if {"redis-memory", "split", "split-long"} & set(selected) or any(v.backend == "redis" for v in variants):
+        check_redis(redis_url)
     command = command_line(argv)
     log.info("running %s (%s mode) -> %s", ", ".join(selected), "quick" if plan.quick else "full", out)
 
     began = time.monotonic()
     sections: list[Section] = []
     with MemoryWatch() as watch:
-        lab = Lab(plan=plan, broker_url=broker, watch=watch)
+        lab = Lab(plan=plan, broker_url=broker, watch=watch, variants=variants)
         try:
             for name in selected:
                 sections.append(_run_one(name, BENCHMARKS[name], lab, command, plan.quick, args.quiet_wait))
@@ -134,20 +182,24 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(memory)
     total = time.monotonic() - began
 
-    merged = merge(load_sections(out), sections, REPORT_ORDER)
+    described = machine.describe(variants)
+    merged = merge(load_sections(results, legacy=out), sections, REPORT_ORDER)
+    save(results, merged, sections, described)
+    notes = [p.read_text() for p in sorted(NOTES.glob("*.md"))]
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render_markdown(machine.describe(), merged))
+    out.write_text(render_markdown(described, merged, notes, os.path.relpath(results, out.parent)))
     sections.sort(key=lambda s: REPORT_ORDER.index(s.name))
     print(render_console(sections))
     for line in interference(sections, BUSY_PERCENT):
         print(f"warning: {line}")
-    print(f"\ntotal wall time: {total:.0f} s ({total / 60:.1f} min); report written to {out}")
+    print(f"\ntotal wall time: {total:.0f} s ({total / 60:.1f} min); report written to {out}, raw runs to {results}")
     return 1 if any(s.error for s in sections) else 0
 
 
 def _stamp(section: Section, command: str, quick: bool, seconds: float, commit: str) -> None:
     section.command, section.quick, section.seconds, section.commit = command, quick, seconds, commit
-    section.date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    section.cpu = machine.cpu_model()
+    section.date = datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def wait_quiet(name: str, max_wait: float) -> float:
@@ -176,7 +228,7 @@ def _run_one(name: str, benchmark: ModuleType, lab: Lab, command: str, quick: bo
     start = time.monotonic()
     try:
         section = benchmark.run(lab)
-    except (Exception, StackTimeout) as exc:  # noqa: BLE001 - reported in the table and the report
+    except (Exception, StackTimeout) as exc:
         log.exception("benchmark %s failed", name)
         section = Section(name, benchmark.TITLE, error=f"{type(exc).__name__}: {exc}")
     _stamp(section, command, quick, time.monotonic() - start, commit)

@@ -8,7 +8,7 @@ machine's busy time minus the product's and the bench's own (wrk included, as a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import psutil
@@ -28,27 +28,42 @@ def _cpu_seconds(procs: dict[str, psutil.Process]) -> dict[str, float]:
     return out
 
 
-def _broker() -> psutil.Process | None:
-    """RabbitMQ's Erlang VM on this machine: part of the system under test (it is shared, though)."""
+def services() -> dict[str, psutil.Process]:
+    """RabbitMQ's Erlang VM and redis-server on this machine: part of the system under test (shared
+    with whoever else uses them, though)."""
+    found: dict[str, psutil.Process] = {}
     for proc in psutil.process_iter(["name"]):
         if proc.info["name"] == "beam.smp":
-            return proc
-    return None
+            found.setdefault("RabbitMQ", proc)
+        elif proc.info["name"] == "redis-server":
+            found.setdefault("Redis", proc)
+    return found
 
 
-def _support_seconds(stack: Stack) -> float:
-    """supervisord and its helpers (the log tail): neither measured per role nor someone else's."""
+def _support_seconds(stack: Stack, idle: Iterable[Stack]) -> float:
+    """supervisord and its helpers (the log tail), and every process of the other products running
+    meanwhile (idle, side by side): neither measured per role nor someone else's."""
     total = 0.0
     supervisord = stack.procs.get("supervisord")
-    if supervisord is None:
-        return total
     try:
-        root = psutil.Process(supervisord.pid)
-        for proc in [root, *(c for c in root.children() if "tail" in c.name())]:
-            t = proc.cpu_times()
-            total += t.user + t.system
+        if supervisord is not None:
+            root = psutil.Process(supervisord.pid)
+            for proc in [root, *(c for c in root.children() if "tail" in c.name())]:
+                t = proc.cpu_times()
+                total += t.user + t.system
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         pass
+    for other in idle:
+        if other is stack:
+            continue
+        procs = processes(other)
+        sup = other.procs.get("supervisord")
+        try:
+            if sup is not None:
+                procs["supervisord"] = psutil.Process(sup.pid)
+        except psutil.NoSuchProcess:
+            pass
+        total += sum(_cpu_seconds(procs).values())
     return total
 
 
@@ -80,6 +95,11 @@ class CpuUse:
             return {}
         return {f"{role} CPU ms/req": round(sec * 1e3 / requests, 3) for role, sec in self.by_role.items()}
 
+    def total_ms(self, requests: int) -> float:
+        """CPU ms per request of every product process, RabbitMQ and Redis together: what one request costs
+        the machine, which bounds req/s on cores the product has to itself, however busy others keep them."""
+        return sum(self.per_request_ms(requests).values())
+
     def columns(self, requests: int) -> dict[str, float]:
         """The raw-table columns of one run."""
         return {"cores busy %": round(self.machine_busy * 100), "others %": round(self.others * 100),
@@ -87,16 +107,17 @@ class CpuUse:
 
 
 @contextmanager
-def cpu_use(stack: Stack) -> Iterator[CpuUse]:
-    """Measure the CPU time of the stack's processes, of the bench and of the machine over the block."""
+def cpu_use(stack: Stack, idle: Iterable[Stack] = ()) -> Iterator[CpuUse]:
+    """Measure the CPU time of the stack's processes, of the bench and of the machine over the block;
+    `idle`: other products running meanwhile, whose CPU is counted as ours rather than others'."""
     use = CpuUse()
-    procs = processes(stack)
-    broker = _broker()
-    if broker is not None:
-        procs["RabbitMQ"] = broker
-    before, support0, own0, (busy0, total0) = _cpu_seconds(procs), _support_seconds(stack), _own_seconds(), _machine()
+    idle = list(idle)
+    procs = {**processes(stack), **services()}
+    before, support0, own0, (busy0, total0) = (_cpu_seconds(procs), _support_seconds(stack, idle), _own_seconds(),
+                                               _machine())
     yield use
-    after, support1, own1, (busy1, total1) = _cpu_seconds(procs), _support_seconds(stack), _own_seconds(), _machine()
+    after, support1, own1, (busy1, total1) = (_cpu_seconds(procs), _support_seconds(stack, idle), _own_seconds(),
+                                              _machine())
     use.by_role = {role: after[role] - before[role] for role in after if role in before}
     if total1 > total0:
         span = total1 - total0

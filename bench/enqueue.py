@@ -1,13 +1,15 @@
-"""5. Enqueue: POST /calcpi/1 accepted (202) per second at 10 connections, publisher confirms on.
+"""5. Enqueue: POST /calcpi/1 accepted (202) per second at 10 connections, publisher confirms on, for
+every variant side by side, beside /livez at the same connections.
 
-Two conditions side by side, in ABBAAB order: the worker stopped (the figure isolates the path
-gateway -> Thrift -> state file -> confirmed publish, and the queue depth afterwards proves every
-202 was really queued), and the worker consuming (as deployed: on two cores the worker's
-processes compete with the gateway and the tserver). The queue is purged after every run.
+Each variant's product is measured in two conditions: the worker stopped (the figure isolates the
+path gateway -> Thrift -> store -> confirmed publish, and the queue depth afterwards proves every
+202 was really queued), and the worker consuming (as deployed: on two cores the worker's processes
+compete with the gateway and the tserver). Rounds alternate: the workers of every product stopped
+(each variant's /livez and POST runs, in an order reversed every other round), then consuming, the
+two phases swapped every other round. The queue is purged before and after every run.
 
-Beneath it, the publishing layer alone, side by side in this process: the product's
-ConfirmedPublisher against Celery's own `apply_async` (confirm_publish on), 10 threads each, on a
-private queue, alternating ABAB.
+Beneath it, the publishing layer alone, side by side in this process: the Thrift server's aio-pika
+TaskPublisher against Celery's own `apply_async` (bench/publishing.py).
 """
 
 from __future__ import annotations
@@ -15,102 +17,154 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from bench.cpu import cpu_use
 from bench.lab import Lab
-from bench.load import LoadResult, Request, run_load, tool
+from bench.load import LoadResult, Request, alternating, run_load, tool
+from bench.publishing import publish_side_by_side
 from bench.report import Section
 from bench.stack import purge_queue, queue_depth, start_worker, stop_worker
-from bench.publishing import publish_side_by_side
+from testing.stack import Stack
 
 log = logging.getLogger(__name__)
 
 TITLE = "5. Enqueue POST /calcpi/1"
 
 MIN_RATE = 1000.0
+MIN_VS_BASELINE = 0.8
 _WARMUP_SECONDS = 2
-_PATTERN = "ABBAAB"  # A: worker stopped, B: worker consuming; each condition first and last once
-_CONDITIONS = {"A": "worker stopped", "B": "worker consuming"}
+CONDITIONS = {"livez": "/livez", "stopped": "worker stopped", "consuming": "worker consuming"}
+
+
+def _set_workers(stacks: dict[str, Stack], running: bool) -> None:
+    with ThreadPoolExecutor(len(stacks)) as pool:
+        for done in [pool.submit(start_worker if running else stop_worker, s) for s in stacks.values()]:
+            done.result()
 
 
 def run(lab: Lab) -> Section:
-    """Accepted starts per second, with and without the worker consuming meanwhile."""
+    """Accepted starts per second with and without the worker consuming, and /livez, every variant."""
     plan = lab.plan
-    stack = lab.shared_stack()
+    stacks = lab.shared_stacks()
     section = Section("enqueue", TITLE)
-    mix = [Request("POST", "/calcpi/1")]
-    results: dict[str, list[LoadResult]] = {name: [] for name in _CONDITIONS.values()}
+    post, livez = [Request("POST", "/calcpi/1")], [Request("GET", "/livez")]
+    results: dict[tuple[str, str], list[LoadResult]] = {(v, c): [] for v in stacks for c in CONDITIONS}
+    cpu_ms: dict[tuple[str, str], list[float]] = {(v, c): [] for v in stacks for c in CONDITIONS}
     rows: list[dict[str, object]] = []
-    missing = 0  # 202s whose message is not in the queue (worker stopped only)
-    errors = 0
-    runs = (_PATTERN * plan.enqueue_runs)[: 2 * plan.enqueue_runs]
-    worker_running = True
+    missing = errors = 0  # 202s whose message is not in the queue (worker stopped only); bad answers
+    conns, seconds = plan.enqueue_connections, plan.enqueue_seconds
+    running = True
     try:
         with lab.watch.phase("enqueue"):
-            # Unmeasured: the first seconds of a fresh product pay for first connections, the new
-            # queue's and the state folder's first growth (the first measured run was 30-50% slower).
-            warm = run_load(stack.api, mix, plan.enqueue_connections, min(_WARMUP_SECONDS, plan.enqueue_seconds))
-            rows.append({"condition": "warm-up (not counted)", "run": 0,
-                         "accepted/s": round(warm.statuses.get(202, 0) / warm.seconds, 1), **warm.row()})
-            purge_queue(stack)
-            for i, key in enumerate(runs):
-                condition = _CONDITIONS[key]
-                if key == "A" and worker_running:
-                    stop_worker(stack)
-                    worker_running = False
-                elif key == "B" and not worker_running:
-                    start_worker(stack)
-                    worker_running = True
+            for name, stack in stacks.items():
+                # Unmeasured: the first seconds of a fresh product pay for first connections, the new
+                # queue's and the store's first growth (the first measured run was 30-50% slower).
+                warm = run_load(stack.api, post, conns, min(_WARMUP_SECONDS, seconds))
+                rows.append({"variant": name, "condition": "warm-up (not counted)", "run": 0, **warm.row()})
                 purge_queue(stack)
-                before = queue_depth(stack)
-                with cpu_use(stack) as cpu:
-                    result = run_load(stack.api, mix, plan.enqueue_connections, plan.enqueue_seconds)
-                accepted = result.statuses.get(202, 0)
-                queued = queue_depth(stack) - before
-                errors += result.unexpected(frozenset({202}))
-                row = {"condition": condition, "run": i + 1, "accepted/s": round(accepted / result.seconds, 1),
-                       **result.row(), **cpu.columns(accepted)}
-                if key == "A":
-                    # Requests cut off by the end of the run may be queued without their 202 being counted.
-                    gap = accepted - queued
-                    missing += max(0, gap)
-                    row["queued"] = queued
-                results[condition].append(result)
-                rows.append(row)
-                log.info("enqueue run %d (%s): %.0f accepted/s, p99 %.1f ms", i + 1, condition,
-                         accepted / result.seconds, result.p99_ms)
-                purge_queue(stack)
+            stopped_jobs = alternating([f"{v}|{c}" for v in stacks for c in ("livez", "stopped")], plan.enqueue_runs)
+            consuming_jobs = alternating([f"{v}|consuming" for v in stacks], plan.enqueue_runs)
+            for i in range(plan.enqueue_runs):
+                phases = [(False, stopped_jobs[i]), (True, consuming_jobs[i])]
+                for want_running, jobs in phases if i % 2 == 0 else phases[::-1]:
+                    if running != want_running:
+                        _set_workers(stacks, want_running)
+                        running = want_running
+                    for job in jobs:
+                        name, condition = job.split("|")
+                        stack = stacks[name]
+                        purge_queue(stack)
+                        before = queue_depth(stack)
+                        with cpu_use(stack, lab.running()) as cpu:
+                            result = run_load(stack.api, livez if condition == "livez" else post, conns, seconds)
+                        ok = frozenset({200}) if condition == "livez" else frozenset({202})
+                        answered = sum(result.statuses.get(code, 0) for code in ok)
+                        errors += result.unexpected(ok)
+                        row = {"variant": name, "condition": CONDITIONS[condition], "run": i + 1,
+                               "answered/s": round(answered / result.seconds, 1), **result.row(),
+                               **cpu.columns(answered)}
+                        if condition == "stopped":
+                            # Requests cut off by the end of the run may be queued without their 202 counted.
+                            row["queued"] = queue_depth(stack) - before
+                            missing += max(0, answered - int(row["queued"]))  # type: ignore[call-overload]
+                        results[name, condition].append(result)
+                        cpu_ms[name, condition].append(cpu.total_ms(answered))
+                        rows.append(row)
+                        log.info("enqueue round %d, %s, %s: %.0f/s, p99 %.1f ms", i + 1, name, CONDITIONS[condition],
+                                 answered / result.seconds, result.p99_ms)
+                        purge_queue(stack)
     finally:
-        if not worker_running:
-            start_worker(stack)
-        time.sleep(0.5)  # let the pool finish what it had taken before the purge
-        purge_queue(stack)
-    how = f"median of {plan.enqueue_runs}"
-    for condition, res in results.items():
-        rates = [r.statuses.get(202, 0) / r.seconds for r in res]
-        value = statistics.median(rates)
-        judged = condition == _CONDITIONS["A"]
-        section.add(f"{condition}: accepted/s", value, "req/s", target=f">= {MIN_RATE:,.0f}/s" if judged else "",
-                    passed=(value >= MIN_RATE) if judged else None, runs=rates, how=how)
-        section.add(f"{condition}: p99", statistics.median(r.p99_ms for r in res), "ms",
-                    runs=[r.p99_ms for r in res], how=how)
-    layer = publish_side_by_side(lab.broker_url, plan.enqueue_connections, plan.enqueue_seconds, plan.enqueue_runs)
+        if not running:
+            _set_workers(stacks, True)
+        time.sleep(0.5)  # let the pools finish what they had taken before the purge
+        for stack in stacks.values():
+            purge_queue(stack)
+    _figures(section, lab, results)
+    base = lab.baseline.name
+    for v in lab.variants:
+        section.add(f"{v.name}, worker stopped: CPU per accepted start", statistics.median(cpu_ms[v.name, "stopped"]),
+                    "ms", runs=cpu_ms[v.name, "stopped"], how="median; product processes + RabbitMQ + Redis")
+    for v in lab.variants[1:]:
+        ratio = statistics.median(cpu_ms[base, "stopped"]) / statistics.median(cpu_ms[v.name, "stopped"])
+        section.add(f"worker stopped: CPU-bound accepted/s, {v.name} / {base}", ratio, "x",
+                    target=f">= {MIN_VS_BASELINE}x", passed=ratio >= MIN_VS_BASELINE, key=True,
+                    how="inverse ratio of the CPU per accepted start (medians): holds however busy others keep the "
+                        "cores")
+    layer = publish_side_by_side(lab.broker_url, conns, seconds, plan.enqueue_runs)
     for name, rates in layer.rates.items():
         section.add(f"publish layer alone: {name}", statistics.median(rates), "msg/s", runs=rates,
-                    how=f"median of {len(rates)}; {plan.enqueue_connections} threads, {plan.enqueue_seconds} s each")
+                    how=f"median of {len(rates)}; {conns} concurrent publishes, {seconds} s each")
     for name, cpu in layer.cpu_ms.items():
         section.add(f"publish layer alone: {name} CPU per message", statistics.median(cpu), "ms", runs=cpu,
                     how="this process's CPU (user + system) / messages confirmed")
-    section.add("errors (non-202, socket)", errors, "", target="0", passed=errors == 0)
-    section.others = [float(r["others %"]) for r in rows if "others %" in r]  # type: ignore[arg-type]
+    section.add("errors (non-2xx, socket)", errors, "", target="0", passed=errors == 0)
     section.add("202 answered but not queued", missing, "", target="0", passed=missing == 0)
+    section.others = [float(r["others %"]) for r in rows if "others %" in r]  # type: ignore[arg-type]
     section.notes += [
-        f"{plan.enqueue_connections} connections, {plan.enqueue_seconds} s per run after one {_WARMUP_SECONDS} s "
-        f"warm-up run (listed, not counted), load by {tool()}; "
-        f"conditions in {runs} order (A = worker stopped with `supervisorctl stop worker`, B = worker consuming).",
-        "With the worker stopped, the queue's depth after a run (a passive queue.declare) is compared with the "
-        "count of 202 answers: a 202 whose message is not in RabbitMQ would show as \"answered but not queued\".",
-        "The queue is purged before and after every run; the product's queue is deleted when its stack stops.",
+        "Variants side by side: " + "; ".join(v.describe() for v in lab.variants) + ".",
+        f"{conns} connections, {seconds} s per run after one {_WARMUP_SECONDS} s warm-up run per product (listed, "
+        f"not counted), load by {tool()}; {plan.enqueue_runs} rounds, each: every product's worker stopped "
+        "(`supervisorctl stop worker`) for its /livez and POST runs, then consuming for its POST runs (phases "
+        "swapped, orders reversed every other round).",
+        "With the worker stopped, the queue's depth after a run is compared with the count of 202 answers: a 202 "
+        "whose message is not in RabbitMQ would show as \"answered but not queued\".",
+        f"Targets: >= {MIN_RATE:,.0f} accepted/s with the worker stopped; every variant >= {MIN_VS_BASELINE}x the "
+        f"baseline's ({lab.baseline.name}) accepted/s.",
     ]
     section.raw["every run"] = rows
     return section
+
+
+def _figures(section: Section, lab: Lab, results: dict[tuple[str, str], list[LoadResult]]) -> None:
+    def rates(name: str, condition: str) -> list[float]:
+        code = 200 if condition == "livez" else 202
+        return [r.statuses.get(code, 0) / r.seconds for r in results[name, condition]]
+
+    names = [v.name for v in lab.variants]
+    base = names[0]
+    for name in names:
+        livez = rates(name, "livez")
+        for condition in ("stopped", "consuming"):
+            values = rates(name, condition)
+            value = statistics.median(values)
+            judged = condition == "stopped"
+            section.add(f"{name}, {CONDITIONS[condition]}: accepted/s", value, "req/s",
+                        target=f">= {MIN_RATE:,.0f}/s" if judged else "",
+                        passed=(value >= MIN_RATE) if judged else None, runs=values,
+                        how=f"median of {len(values)}", key=judged)
+            section.add(f"{name}, {CONDITIONS[condition]}: p99",
+                        statistics.median(r.p99_ms for r in results[name, condition]), "ms",
+                        runs=[r.p99_ms for r in results[name, condition]], how=f"median of {len(values)}")
+        stopped = rates(name, "stopped")
+        section.add(f"{name}, worker stopped: accepted/s as share of /livez", 100 * statistics.median(stopped) /
+                    statistics.median(livez), "%", runs=[100 * a / b for a, b in zip(stopped, livez, strict=True) if b],
+                    how="ratio of the medians; runs: per-round pairs")
+        section.add(f"{name}: /livez req/s", statistics.median(livez), "req/s", runs=livez,
+                    how=f"median of {len(livez)}")
+    for name in names[1:]:
+        mine, theirs = rates(name, "stopped"), rates(base, "stopped")
+        ratio = statistics.median(mine) / statistics.median(theirs)
+        section.add(f"worker stopped: accepted/s, {name} / {base}", ratio, "x", target=f">= {MIN_VS_BASELINE}x",
+                    passed=ratio >= MIN_VS_BASELINE, runs=[a / b for a, b in zip(mine, theirs, strict=True) if b],
+                    how="ratio of the medians; runs: per-round pairs", key=True)

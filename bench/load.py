@@ -88,3 +88,9 @@ def expand(mix: list[Request]) -> list[tuple[str, str]]:
     cycle = [entry for _, _, entry in slots]
     assert len(cycle) == total
     return cycle
+
+
+def alternating(jobs: list[str], runs: int) -> list[list[str]]:
+    """The order of the jobs in each of `runs` rounds: forward, backward, forward... (ABC CBA ABC), so
+    that every job sits as often early as late in a round and a drift of the machine hits all alike."""
+    return [list(jobs) if i % 2 == 0 else list(reversed(jobs)) for i in range(runs)]

@@ -6,8 +6,11 @@ import os
 import platform
 import shutil
 import subprocess
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+
+from bench.variants import Variant
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,9 +61,9 @@ def product_commit() -> str:
     return f"{head} + uncommitted changes to {shown}"
 
 
-def describe(now: datetime | None = None) -> dict[str, str]:
+def describe(variants: Sequence[Variant] = (), now: datetime | None = None) -> dict[str, str]:
     """The machine section of the report."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     mem_kb = 0
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -76,6 +79,8 @@ def describe(now: datetime | None = None) -> dict[str, str]:
         "Python": platform.python_version(),
         "load generator": load_generator(),
         "product": "started as `make run` does (supervisord.conf + `python -m app`) by testing/stack.py: "
-                   "WORKER_CONCURRENCY=2, DEMO_MIN_SECONDS=0, every other setting at its default",
+                   "WORKER_CONCURRENCY=2, DEMO_MIN_SECONDS=0, every other setting at its default unless a section "
+                   "says otherwise",
+        "variants side by side": "; ".join(v.describe() for v in variants) or "files",
         "report written": now.isoformat(timespec="seconds"),
     }

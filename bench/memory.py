@@ -2,7 +2,8 @@
 
 A thread polls psutil every 100 ms: cheap (a few /proc reads) and frequent enough to catch the
 peak of a listing that holds every task in memory for a second. Peaks are kept per phase (the
-benchmark running) and per role, so the report can say where a peak happened.
+benchmark running) and per role, so the report can say where a peak happened. Several products
+can be watched at once (variants side by side): their roles are then named "tserver (redis)".
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import psutil
@@ -30,7 +31,7 @@ class MemoryWatch:
     def __init__(self) -> None:
         self.peaks: dict[str, dict[str, float]] = {}  # phase -> role -> peak MB
         self.samples = 0
-        self._stack: Stack | None = None
+        self._stacks: dict[str, Stack] = {}
         self._phase: str | None = None
         self._procs: dict[str, psutil.Process] = {}
         self._found_at = 0.0
@@ -46,10 +47,15 @@ class MemoryWatch:
         self._stop.set()
         self._thread.join(5)
 
-    def attach(self, stack: Stack | None) -> None:
-        """Sample this stack's processes from now on (None: sample nothing)."""
+    def attach(self, stacks: Stack | Mapping[str, Stack] | None) -> None:
+        """Sample these stacks' processes from now on (None: nothing). Stacks given by label have their
+        roles suffixed with it ("tserver (redis)"); one stack given alone keeps the plain roles."""
+        if stacks is None:
+            stacks = {}
+        elif isinstance(stacks, Stack):
+            stacks = {"": stacks}
         with self._lock:
-            self._stack, self._procs, self._found_at = stack, {}, 0.0
+            self._stacks, self._procs, self._found_at = dict(stacks), {}, 0.0
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -65,10 +71,10 @@ class MemoryWatch:
                 self._phase = None
 
     def now(self) -> dict[str, float]:
-        """RSS of each process of the attached stack right now, in MB."""
+        """RSS of each process of the attached stacks right now, in MB."""
         with self._lock:
-            stack = self._stack
-        return rss_mb(processes(stack)) if stack is not None else {}
+            stacks = dict(self._stacks)
+        return rss_mb(_labelled(stacks))
 
     def peak(self, *phases: str) -> dict[str, float]:
         """Highest RSS per role over the given phases (all phases if none given)."""
@@ -82,16 +88,16 @@ class MemoryWatch:
         while not self._stop.wait(_INTERVAL):
             try:
                 self._sample()
-            except Exception:  # noqa: BLE001 - a sampler must not die; the figure shows missing roles
+            except Exception:
                 log.exception("memory sample failed")
 
     def _sample(self) -> None:
         with self._lock:
-            stack, phase = self._stack, self._phase
-            if stack is None or phase is None:
+            stacks, phase = dict(self._stacks), self._phase
+            if not stacks or phase is None:
                 return
             if time.monotonic() - self._found_at > _REDISCOVER:
-                self._procs, self._found_at = processes(stack), time.monotonic()
+                self._procs, self._found_at = _labelled(stacks), time.monotonic()
             procs = dict(self._procs)
         sizes = rss_mb(procs)
         with self._lock:
@@ -101,3 +107,12 @@ class MemoryWatch:
             for role, mb in sizes.items():
                 peaks[role] = max(peaks.get(role, 0.0), mb)
             self.samples += 1
+
+
+def _labelled(stacks: Mapping[str, Stack]) -> dict[str, psutil.Process]:
+    """Every process of every stack, its role suffixed with the stack's label (if any)."""
+    found: dict[str, psutil.Process] = {}
+    for label, stack in stacks.items():
+        for role, proc in processes(stack).items():
+            found[f"{role} ({label})" if label else role] = proc
+    return found
