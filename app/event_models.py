@@ -77,8 +77,7 @@ def stream_response(events: Any, example: str) -> dict[str, Any]:
     FastAPI files a response model under the route's media type, JSON for these routes (so that
     their error models land right); file_event_schemas moves it where an event stream has it.
     """
-    return {"model": events, "description": "An event stream",
-            "content": {"text/event-stream": {"example": example}}}
+    return {"model": events, "description": "An event stream", "content": {"text/event-stream": {"example": example}}}
 
 
 def file_event_schemas(openapi: dict[str, Any]) -> None:

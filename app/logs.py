@@ -54,7 +54,10 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
-            "level": record.levelname, "logger": record.name, "process": PROCESS, "msg": record.getMessage(),
+            "level": record.levelname,
+            "logger": record.name,
+            "process": PROCESS,
+            "msg": record.getMessage(),
         }
         for key in _CONTEXT_KEYS:
             value = getattr(record, key, None)
@@ -82,8 +85,9 @@ class TextFormatter(logging.Formatter):
         return f"{first} {' '.join(known)}{newline}{rest}"
 
 
-def configure(log_format: Literal["text", "json"], *, level: int = logging.INFO,
-              stream: TextIO | None = None) -> logging.Handler:
+def configure(
+    log_format: Literal["text", "json"], *, level: int = logging.INFO, stream: TextIO | None = None
+) -> logging.Handler:
     """Send every logger's records (uvicorn's too) to one handler on `stream` (stderr) in `log_format`."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
     handler.addFilter(ContextFilter())

@@ -55,8 +55,10 @@ def create_app(settings: GatewaySettings, *, tracer_provider: TracerProvider | N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.replicas = replicas = ThriftReplicas(
-            settings.thrift_addresses, size=settings.THRIFT_POOL_SIZE,
-            timeout=settings.THRIFT_TIMEOUT, connect_timeout=settings.THRIFT_CONNECT_TIMEOUT,
+            settings.thrift_addresses,
+            size=settings.THRIFT_POOL_SIZE,
+            timeout=settings.THRIFT_TIMEOUT,
+            connect_timeout=settings.THRIFT_CONNECT_TIMEOUT,
             header=tracer is not None,  # THeader carries the trace context; plain framed binary otherwise
         )
         thrift: ThriftCaller = replicas
@@ -81,9 +83,13 @@ def create_app(settings: GatewaySettings, *, tracer_provider: TracerProvider | N
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.to_thread(provider.shutdown), 3.0)
 
-    app = FastAPI(title="Pi over REST, Thrift and Celery", version="1.0.0", description=DESCRIPTION,
-                  lifespan=lifespan,
-                  telemetry=tracing.fastapi_telemetry(provider))  # the server spans, when tracing is on
+    app = FastAPI(
+        title="Pi over REST, Thrift and Celery",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        telemetry=tracing.fastapi_telemetry(provider),
+    )  # the server spans, when tracing is on
     app.state.settings = settings
     app.include_router(host.router)
     app.include_router(tasks.router)

@@ -71,14 +71,23 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Observations(
-            "http_requests_total", "HTTP requests answered, by route template, method and status",
-            "http_request_duration_seconds", "Seconds from a request's arrival to its response's last byte",
-            ("handler", "method"), "status", HTTP_BUCKETS)
+            "http_requests_total",
+            "HTTP requests answered, by route template, method and status",
+            "http_request_duration_seconds",
+            "Seconds from a request's arrival to its response's last byte",
+            ("handler", "method"),
+            "status",
+            HTTP_BUCKETS,
+        )
         self.calls = Observations(
-            "thrift_client_calls_total", "Calls to the Thrift server, by IDL method and outcome",
+            "thrift_client_calls_total",
+            "Calls to the Thrift server, by IDL method and outcome",
             "thrift_client_call_duration_seconds",
             "Seconds a call to the Thrift server took (retries on other replicas included)",
-            ("method",), "outcome", THRIFT_BUCKETS)
+            ("method",),
+            "outcome",
+            THRIFT_BUCKETS,
+        )
         # The process's CPU, memory, open files and the interpreter's GC: cheap, read when scraped.
         for collector in (self.requests, self.calls, PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self.registry.register(collector)
@@ -118,8 +127,16 @@ class Observations(Collector):
     Not thread-safe, on purpose: only the event loop's thread observes and scrapes.
     """
 
-    def __init__(self, counter: str, counter_help: str, histogram: str, histogram_help: str,
-                 labels: tuple[str, ...], last: str, buckets: tuple[float, ...]) -> None:
+    def __init__(
+        self,
+        counter: str,
+        counter_help: str,
+        histogram: str,
+        histogram_help: str,
+        labels: tuple[str, ...],
+        last: str,
+        buckets: tuple[float, ...],
+    ) -> None:
         self.counter, self.counter_help = counter, counter_help
         self.histogram, self.histogram_help = histogram, histogram_help
         self.labels, self.last, self.bounds = labels, last, buckets
@@ -146,8 +163,10 @@ class Observations(Collector):
         yield histogram
 
     def describe(self) -> Iterable[Metric]:
-        return [CounterMetricFamily(self.counter, "", labels=(*self.labels, self.last)),
-                HistogramMetricFamily(self.histogram, "", labels=self.labels)]
+        return [
+            CounterMetricFamily(self.counter, "", labels=(*self.labels, self.last)),
+            HistogramMetricFamily(self.histogram, "", labels=self.labels),
+        ]
 
 
 class _Live(Collector):
@@ -159,10 +178,16 @@ class _Live(Collector):
 
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily("http_event_streams_open", "Server-sent event streams open now", value=self.streams())
-        in_use = GaugeMetricFamily("thrift_client_connections_in_use",
-                                   "Pooled connections to a Thrift server lent to calls now", labels=("server",))
-        idle = GaugeMetricFamily("thrift_client_connections_idle",
-                                 "Pooled connections to a Thrift server open and waiting", labels=("server",))
+        in_use = GaugeMetricFamily(
+            "thrift_client_connections_in_use",
+            "Pooled connections to a Thrift server lent to calls now",
+            labels=("server",),
+        )
+        idle = GaugeMetricFamily(
+            "thrift_client_connections_idle",
+            "Pooled connections to a Thrift server open and waiting",
+            labels=("server",),
+        )
         for pool in self.pools():
             address = f"{pool.host}:{pool.port}"
             in_use.add_metric((address,), pool.in_use)
@@ -172,6 +197,8 @@ class _Live(Collector):
 
     def describe(self) -> Iterable[Metric]:
         # Described without calling collect(): the hub and the pools exist only while the app runs.
-        return [GaugeMetricFamily("http_event_streams_open", ""),
-                GaugeMetricFamily("thrift_client_connections_in_use", "", labels=("server",)),
-                GaugeMetricFamily("thrift_client_connections_idle", "", labels=("server",))]
+        return [
+            GaugeMetricFamily("http_event_streams_open", ""),
+            GaugeMetricFamily("thrift_client_connections_in_use", "", labels=("server",)),
+            GaugeMetricFamily("thrift_client_connections_idle", "", labels=("server",)),
+        ]

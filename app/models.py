@@ -60,13 +60,27 @@ class TaskModel(BaseModel):
 
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{
-                "id": "5b2f3c1e-8a4d-4f7e-9c0b-2d1e3f4a5b6c", "status": "SUCCESS", "decimal": 8,
-                "progress": 100.0, "result": 3.14159265, "digits": "3.14159265", "terms": 714607312,
-                "error": None, "attempts": 1, "stalled": False, "heartbeat": None,
-                "pushqtime": "2026-11-28T03:00:00.000001Z", "starttime": "2026-11-28T03:00:00.004000Z",
-                "stoptime": "2026-11-28T03:00:01.410000Z", "chunks_done": 0, "chunks_total": 0, "hosts": ["compute-1"],
-            }]
+            "examples": [
+                {
+                    "id": "5b2f3c1e-8a4d-4f7e-9c0b-2d1e3f4a5b6c",
+                    "status": "SUCCESS",
+                    "decimal": 8,
+                    "progress": 100.0,
+                    "result": 3.14159265,
+                    "digits": "3.14159265",
+                    "terms": 714607312,
+                    "error": None,
+                    "attempts": 1,
+                    "stalled": False,
+                    "heartbeat": None,
+                    "pushqtime": "2026-11-28T03:00:00.000001Z",
+                    "starttime": "2026-11-28T03:00:00.004000Z",
+                    "stoptime": "2026-11-28T03:00:01.410000Z",
+                    "chunks_done": 0,
+                    "chunks_total": 0,
+                    "hosts": ["compute-1"],
+                }
+            ]
         }
     )
 
@@ -91,10 +105,23 @@ class TaskModel(BaseModel):
     @classmethod
     def from_thrift(cls, r: calcResult) -> TaskModel:
         return cls(
-            id=r.id, status=r.status, decimal=r.decimal or 0, progress=r.progress or 0.0, result=r.result,
-            digits=r.digits, terms=r.terms or 0, error=r.error, attempts=r.attempts or 0, stalled=bool(r.stalled),
-            heartbeat=r.heartbeat, pushqtime=r.pushqtime, starttime=r.starttime, stoptime=r.stoptime,
-            chunks_done=r.chunks_done or 0, chunks_total=r.chunks_total or 0, hosts=list(r.hosts or []),
+            id=r.id,
+            status=r.status,
+            decimal=r.decimal or 0,
+            progress=r.progress or 0.0,
+            result=r.result,
+            digits=r.digits,
+            terms=r.terms or 0,
+            error=r.error,
+            attempts=r.attempts or 0,
+            stalled=bool(r.stalled),
+            heartbeat=r.heartbeat,
+            pushqtime=r.pushqtime,
+            starttime=r.starttime,
+            stoptime=r.stoptime,
+            chunks_done=r.chunks_done or 0,
+            chunks_total=r.chunks_total or 0,
+            hosts=list(r.hosts or []),
         )
 
 

@@ -46,15 +46,23 @@ class _Replica:
 class ThriftReplicas:
     """Calls RPCcelery methods on whichever replica is up (same `call` as ThriftPool)."""
 
-    def __init__(self, addresses: list[tuple[str, int]], *, size: int, timeout: float, connect_timeout: float,
-                 header: bool = False) -> None:
+    def __init__(
+        self,
+        addresses: list[tuple[str, int]],
+        *,
+        size: int,
+        timeout: float,
+        connect_timeout: float,
+        header: bool = False,
+    ) -> None:
         if not addresses:
             raise ValueError("at least one Thrift server address is needed")
         self.timeout = timeout
         self.connect_timeout = connect_timeout
-        self._replicas = [_Replica(ThriftPool(host, port, size=size, timeout=timeout, connect_timeout=connect_timeout,
-                                              header=header))
-                          for host, port in addresses]
+        self._replicas = [
+            _Replica(ThriftPool(host, port, size=size, timeout=timeout, connect_timeout=connect_timeout, header=header))
+            for host, port in addresses
+        ]
         self._next = 0
 
     @property
@@ -114,8 +122,9 @@ class ThriftReplicas:
         log.warning("Thrift server %s out of rotation: %s", replica.address, exc)
         # In a context of its own: the probe outlives the call that found the replica down, and its log
         # lines must not name that call's task or trace.
-        replica.probe = asyncio.get_running_loop().create_task(self._probe(replica), name=f"probe {replica.address}",
-                                                               context=contextvars.Context())
+        replica.probe = asyncio.get_running_loop().create_task(
+            self._probe(replica), name=f"probe {replica.address}", context=contextvars.Context()
+        )
 
     async def _probe(self, replica: _Replica) -> None:
         delay = _PROBE_FIRST
@@ -128,6 +137,9 @@ class ThriftReplicas:
                 break
             except (OSError, TimeoutError):
                 delay = min(2 * delay, _PROBE_MAX)
-        log.info("Thrift server %s back in rotation after %.1f s", replica.address,
-                 time.monotonic() - (replica.down_since or time.monotonic()))
+        log.info(
+            "Thrift server %s back in rotation after %.1f s",
+            replica.address,
+            time.monotonic() - (replica.down_since or time.monotonic()),
+        )
         replica.down_since, replica.probe = None, None

@@ -71,12 +71,23 @@ class EventStream(EventSourceResponse):
     SHUTDOWN_GRACE seconds, or it is cancelled).
     """
 
-    def __init__(self, events: AsyncIterator[bytes], *, on_close: Callable[[], None] = lambda: None,
-                 shutdown: anyio.Event | None = None) -> None:
+    def __init__(
+        self,
+        events: AsyncIterator[bytes],
+        *,
+        on_close: Callable[[], None] = lambda: None,
+        shutdown: anyio.Event | None = None,
+    ) -> None:
         # The Cache-Control this API has always sent (sse-starlette's own is no-store).
-        super().__init__(events, headers={"Cache-Control": "no-cache"}, sep="\n", ping=KEEPALIVE,
-                         ping_message_factory=keepalive, shutdown_event=shutdown,
-                         shutdown_grace_period=SHUTDOWN_GRACE)
+        super().__init__(
+            events,
+            headers={"Cache-Control": "no-cache"},
+            sep="\n",
+            ping=KEEPALIVE,
+            ping_message_factory=keepalive,
+            shutdown_event=shutdown,
+            shutdown_grace_period=SHUTDOWN_GRACE,
+        )
         self.on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

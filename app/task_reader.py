@@ -46,8 +46,14 @@ class _Read:
 class TaskReader:
     """getTaskStatus with single flight and a cache of ended tasks."""
 
-    def __init__(self, thrift: ThriftCaller, *, max_entries: int = 10_000, final_ttl: float = 5.0,
-                 render: Callable[[calcResult], bytes] = task_json) -> None:
+    def __init__(
+        self,
+        thrift: ThriftCaller,
+        *,
+        max_entries: int = 10_000,
+        final_ttl: float = 5.0,
+        render: Callable[[calcResult], bytes] = task_json,
+    ) -> None:
         self.thrift = thrift
         self.max_entries = max_entries
         self.final_ttl = final_ttl

@@ -108,8 +108,9 @@ class ThriftCaller(Protocol):
 class ThriftPool:
     """Calls RPCcelery methods over a bounded pool of persistent connections."""
 
-    def __init__(self, host: str, port: int, *, size: int, timeout: float, connect_timeout: float,
-                 header: bool = False) -> None:
+    def __init__(
+        self, host: str, port: int, *, size: int, timeout: float, connect_timeout: float, header: bool = False
+    ) -> None:
         self.host = host
         self.port = port
         self.timeout = timeout
@@ -137,19 +138,21 @@ class ThriftPool:
                     finally:
                         self.in_use -= 1
         except TimeoutError:
-            raise ComputeTimeout(
-                f"the compute service did not answer within {self.timeout:g} s"
-            ) from None
+            raise ComputeTimeout(f"the compute service did not answer within {self.timeout:g} s") from None
 
     async def _call(self, method: str, args: tuple[Any, ...], idempotent: bool) -> Any:
         headers = None
         if self.header:
             headers = thrift_header.trace_headers()
             # The client span is current here (app/thrift_observed.py); the replica that answers names its peer.
-            trace.get_current_span().set_attributes({
-                "net.peer.name": self.host, "net.peer.port": self.port,
-                "server.address": self.host, "server.port": self.port,
-            })
+            trace.get_current_span().set_attributes(
+                {
+                    "net.peer.name": self.host,
+                    "net.peer.port": self.port,
+                    "server.address": self.host,
+                    "server.port": self.port,
+                }
+            )
         conn, reused = self._take_idle(), True
         if conn is None:
             conn, reused = await self._connect(), False

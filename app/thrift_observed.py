@@ -58,9 +58,15 @@ class ObservedThrift:
         span = None
         # Suppressed in the event streams' shared poll loops (app/tracing.py: untraced_context).
         if self.tracer is not None and not is_suppressed():
-            span = self.tracer.start_span(method, kind=SpanKind.CLIENT, attributes={
-                "rpc.system": "apache_thrift", "rpc.service": SERVICE, "rpc.method": method,
-            })
+            span = self.tracer.start_span(
+                method,
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "rpc.system": "apache_thrift",
+                    "rpc.service": SERVICE,
+                    "rpc.method": method,
+                },
+            )
         try:
             if span is None:
                 result = await self.inner.call(method, *args, idempotent=idempotent)

@@ -35,8 +35,13 @@ UNTRACED_PATHS = frozenset({"/metrics", "/livez"})
 # FastAPI's own layer does the server spans alone: no metrics or log records of its own (the metrics
 # are Prometheus', app/metrics.py), no span per dependency and serialization step, and no exporters
 # of its own from the environment (FASTAPI_OTEL_AUTO_CONFIGURE): make_provider sets them up.
-_FASTAPI_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False,
-                                 "auto_configure": False}
+_FASTAPI_OFF: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
 
 
 def make_provider(exporters: list[str]) -> TracerProvider:

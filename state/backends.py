@@ -19,10 +19,14 @@ from state.redis_store import RedisStore
 def open_store(settings: StateSettings) -> TaskStore:
     """The worker's view of the store (opens no connection yet)."""
     if settings.STATE_BACKEND == "redis":
-        client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=settings.REDIS_TIMEOUT,
-                                      socket_connect_timeout=settings.REDIS_TIMEOUT,
-                                      # One quick retry: a pooled connection may have died with a restart.
-                                      retry=Retry(NoBackoff(), 1), health_check_interval=30)
+        client = redis.Redis.from_url(
+            settings.REDIS_URL,
+            socket_timeout=settings.REDIS_TIMEOUT,
+            socket_connect_timeout=settings.REDIS_TIMEOUT,
+            # One quick retry: a pooled connection may have died with a restart.
+            retry=Retry(NoBackoff(), 1),
+            health_check_interval=30,
+        )
         return RedisStore(client, settings.REDIS_KEY_PREFIX, settings.redis_where)
     return FileStore(settings.STATE_DIR)
 
@@ -31,11 +35,16 @@ def open_catalog(settings: StateSettings, *, ttl: float, threads: int) -> TaskCa
     """The Thrift server's view of the store (opens no connection yet); `ttl` > 0 removes ended tasks
     older than that many seconds."""
     if settings.STATE_BACKEND == "redis":
-        client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=settings.REDIS_TIMEOUT,
-                                              socket_connect_timeout=settings.REDIS_TIMEOUT,
-                                              retry=AsyncRetry(NoBackoff(), 1), health_check_interval=30)
-        return RedisCatalog(client, settings.REDIS_KEY_PREFIX, settings.redis_where,
-                            timeout=settings.REDIS_TIMEOUT, ttl=ttl)
+        client = redis.asyncio.Redis.from_url(
+            settings.REDIS_URL,
+            socket_timeout=settings.REDIS_TIMEOUT,
+            socket_connect_timeout=settings.REDIS_TIMEOUT,
+            retry=AsyncRetry(NoBackoff(), 1),
+            health_check_interval=30,
+        )
+        return RedisCatalog(
+            client, settings.REDIS_KEY_PREFIX, settings.redis_where, timeout=settings.REDIS_TIMEOUT, ttl=ttl
+        )
     return FileCatalog(FileStore(settings.STATE_DIR), ttl=ttl, threads=threads)
 
 

@@ -1,8 +1,8 @@
 """Every exception the state store raises.
 
-    StateError
-    ├── UnknownTask    the id is malformed or names no task
-    └── StorageError   the store cannot be used right now (folder unwritable or full, Redis gone)
+StateError
+├── UnknownTask    the id is malformed or names no task
+└── StorageError   the store cannot be used right now (folder unwritable or full, Redis gone)
 """
 
 

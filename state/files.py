@@ -58,7 +58,7 @@ class FileStore:
             try:
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
             finally:
                 os.close(fd)
             os.replace(tmp_name, target)
@@ -70,8 +70,9 @@ class FileStore:
         """Read, change and write the task under an exclusive lock; the state now. `change` returning
         None writes nothing. UnknownTask if there is no task, StorageError if it cannot be written."""
         try:
-            fd = os.open(self._prefix + _LOCK_PREFIX + check_task_id(task_id), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
-                         0o600)
+            fd = os.open(
+                self._prefix + _LOCK_PREFIX + check_task_id(task_id), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+            )
         except OSError as exc:
             raise StorageError(f"cannot lock the state of task {task_id}: {exc.strerror or exc}") from exc
         try:
@@ -110,9 +111,13 @@ class FileStore:
         try:
             with os.scandir(self.folder) as entries:
                 for entry in entries:
-                    task_id = entry.name[len(_CANCEL_PREFIX):]
-                    if (entry.name.startswith(_CANCEL_PREFIX) and TASK_ID.fullmatch(task_id)
-                            and entry.stat().st_mtime < older_than and not os.path.exists(self.path_for(task_id))):
+                    task_id = entry.name[len(_CANCEL_PREFIX) :]
+                    if (
+                        entry.name.startswith(_CANCEL_PREFIX)
+                        and TASK_ID.fullmatch(task_id)
+                        and entry.stat().st_mtime < older_than
+                        and not os.path.exists(self.path_for(task_id))
+                    ):
                         ids.append(task_id)
         except FileNotFoundError:
             pass
@@ -124,8 +129,11 @@ class FileStore:
         try:
             with os.scandir(self.folder) as entries:
                 for entry in entries:
-                    if (entry.name.startswith(".") and entry.name.endswith(_TMP_SUFFIX)
-                            and entry.stat(follow_symlinks=False).st_mtime < older_than):
+                    if (
+                        entry.name.startswith(".")
+                        and entry.name.endswith(_TMP_SUFFIX)
+                        and entry.stat(follow_symlinks=False).st_mtime < older_than
+                    ):
                         _unlink_quietly(entry.path)
                         removed += 1
         except FileNotFoundError:
@@ -186,7 +194,11 @@ def corrupt_state(task_id: str, path: str | Path) -> TaskState:
     except OSError:
         mtime = utcnow()
     return TaskState(
-        id=task_id, status=FAILURE, decimal=1, pushqtime=mtime, stoptime=mtime,
+        id=task_id,
+        status=FAILURE,
+        decimal=1,
+        pushqtime=mtime,
+        stoptime=mtime,
         error="the task's state file is corrupt or unreadable",
     )
 

@@ -51,6 +51,7 @@ LIVE_REFRESH_BUDGET = 32
 _BATCH = 500
 _MASK = (1 << 64) - 1
 
+
 class TaskIndex:
     """Newest-first paging over the tasks of one state folder. Safe to share between threads."""
 
@@ -81,8 +82,9 @@ class TaskIndex:
     def add_many(self, states: Iterable[TaskState]) -> None:
         """Record several tasks (new or changed)."""
         now = time.monotonic()
-        rows = [(s.id, _timestamp(s.pushqtime), s.status, _stop_timestamp(s), None if s.is_final else now)
-                for s in states]
+        rows = [
+            (s.id, _timestamp(s.pushqtime), s.status, _stop_timestamp(s), None if s.is_final else now) for s in states
+        ]
         if not rows:
             return
         added = []
@@ -157,8 +159,12 @@ class TaskIndex:
         """Re-read tasks not yet ended whose status was seen over _LIVE_REFRESH ago (at most
         `budget` of them, those seen longest ago first); how many were read."""
         with self._lock, self._reading():
-            due = [row[0] for row in self._db.execute(
-                sql.DUE, (time.monotonic() - _LIVE_REFRESH, -1 if budget is None else budget))]
+            due = [
+                row[0]
+                for row in self._db.execute(
+                    sql.DUE, (time.monotonic() - _LIVE_REFRESH, -1 if budget is None else budget)
+                )
+            ]
         for batch in _batches(due, _BATCH):
             self._read_into_index(batch)
         return len(due)
@@ -193,8 +199,10 @@ class TaskIndex:
         last = ""
         while True:
             with self._lock, self._reading():
-                batch = [row[0] for row in self._db.execute(
-                    "SELECT id FROM task WHERE id > ? ORDER BY id LIMIT ?", (last, _BATCH))]
+                batch = [
+                    row[0]
+                    for row in self._db.execute("SELECT id FROM task WHERE id > ? ORDER BY id LIMIT ?", (last, _BATCH))
+                ]
             if not batch:
                 return
             last = batch[-1]

@@ -39,5 +39,5 @@ INSERT = "INSERT OR IGNORE INTO task (id, queued, status, stopped, checked) VALU
 UPDATE = "UPDATE task SET queued = ?, status = ?, stopped = ?, checked = ? WHERE id = ?"
 PAGE = "SELECT id, status FROM task ORDER BY queued DESC, id DESC LIMIT ? OFFSET ?"
 PAGE_OF_STATUS = "SELECT id, status FROM task WHERE status = ? ORDER BY queued DESC, id DESC LIMIT ? OFFSET ?"
-DUE = ("SELECT id FROM task WHERE checked IS NOT NULL AND checked < ? ORDER BY checked LIMIT ?")
+DUE = "SELECT id FROM task WHERE checked IS NOT NULL AND checked < ? ORDER BY checked LIMIT ?"
 EXPIRED = "SELECT id FROM task WHERE stopped IS NOT NULL AND stopped < ? ORDER BY stopped LIMIT ?"

@@ -65,18 +65,33 @@ class ChunkLedger:
         while prefix in pending:
             prefix_value += pending.pop(prefix)
             prefix += 1
-        return replace(self, done=self.done + 1, pairs_done=self.pairs_done + j1 - j0, prefix=prefix,
-                       prefix_value=prefix_value, pending=pending, running=running)
+        return replace(
+            self,
+            done=self.done + 1,
+            pairs_done=self.pairs_done + j1 - j0,
+            prefix=prefix,
+            prefix_value=prefix_value,
+            pending=pending,
+            running=running,
+        )
 
     def extended(self, end: int) -> ChunkLedger:
         """More chunks planned, up to `end` (the digits were not proven at the old end)."""
         return replace(self, end=max(end, self.end))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "size": self.size, "end": self.end, "prefix_value": self.prefix_value,
-                "done": self.done, "pairs_done": self.pairs_done, "prefix": self.prefix,
-                "pending": {str(k): v for k, v in self.pending.items()},
-                "running": {str(k): v for k, v in self.running.items()}, "generation": self.generation}
+        return {
+            "start": self.start,
+            "size": self.size,
+            "end": self.end,
+            "prefix_value": self.prefix_value,
+            "done": self.done,
+            "pairs_done": self.pairs_done,
+            "prefix": self.prefix,
+            "pending": {str(k): v for k, v in self.pending.items()},
+            "running": {str(k): v for k, v in self.running.items()},
+            "generation": self.generation,
+        }
 
     @classmethod
     def from_dict(cls, data: object) -> ChunkLedger:

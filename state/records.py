@@ -17,8 +17,18 @@ from RPC.constants import FAILURE, FINAL_STATUSES, MAX_SUPPORTED_DECIMAL, PROGRE
 from state.errors import UnknownTask
 from state.ledger import ChunkLedger
 
-__all__ = ["FAILURE", "FINAL_STATUSES", "PROGRESS", "REVOKED", "STATUSES", "SUCCESS", "WAITING", "TaskState",
-           "check_task_id", "utcnow"]
+__all__ = [
+    "FAILURE",
+    "FINAL_STATUSES",
+    "PROGRESS",
+    "REVOKED",
+    "STATUSES",
+    "SUCCESS",
+    "WAITING",
+    "TaskState",
+    "check_task_id",
+    "utcnow",
+]
 
 #: Host names a record keeps (a split task run by more hosts than this lists the first ones).
 MAX_HOSTS = 64

@@ -31,8 +31,9 @@ _EXPIRE_PER_BATCH = 500
 class RedisCatalog:
     """TaskCatalog on Redis (see state/redis_layout.py for the keys)."""
 
-    def __init__(self, client: redis.asyncio.Redis, prefix: str, where: str, *, timeout: float,
-                 ttl: float = 0.0) -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis, prefix: str, where: str, *, timeout: float, ttl: float = 0.0
+    ) -> None:
         self.client = client
         self.keys = Keys(prefix)
         self.where = where
@@ -104,8 +105,9 @@ class RedisCatalog:
         removed = 0
         while True:
             async with self._errors():
-                expired = cast(list[bytes],
-                               await self.client.zrangebyscore(self.keys.ended, "-inf", cutoff, 0, _EXPIRE_PER_BATCH))
+                expired = cast(
+                    list[bytes], await self.client.zrangebyscore(self.keys.ended, "-inf", cutoff, 0, _EXPIRE_PER_BATCH)
+                )
             if not expired:
                 break
             await self._forget([m.decode() for m in expired], cancel=True)

@@ -105,8 +105,14 @@ def decode(task_id: str, raw: bytes | None) -> TaskState:
 def corrupt(task_id: str) -> TaskState:
     """How a task whose document cannot be used is shown: ended, with the reason."""
     now = utcnow()
-    return TaskState(id=task_id, status=FAILURE, decimal=1, pushqtime=now, stoptime=now,
-                     error="the task's state document is corrupt or unreadable")
+    return TaskState(
+        id=task_id,
+        status=FAILURE,
+        decimal=1,
+        pushqtime=now,
+        stoptime=now,
+        error="the task's state document is corrupt or unreadable",
+    )
 
 
 def _timestamp(iso: str) -> float:

@@ -48,13 +48,22 @@ class OtlpSink:
                 request = ExportTraceServiceRequest()
                 request.ParseFromString(self.rfile.read(int(self.headers["Content-Length"])))
                 for resource in request.resource_spans:
-                    service = next((a.value.string_value for a in resource.resource.attributes
-                                    if a.key == "service.name"), "")
+                    service = next(
+                        (a.value.string_value for a in resource.resource.attributes if a.key == "service.name"), ""
+                    )
                     for scope in resource.scope_spans:
                         for s in scope.spans:
                             attributes = {a.key: a.value.string_value for a in s.attributes}
-                            sink.spans.append(Span(s.name, s.trace_id.hex(), s.span_id.hex(), s.parent_span_id.hex(),
-                                                   attributes, service))
+                            sink.spans.append(
+                                Span(
+                                    s.name,
+                                    s.trace_id.hex(),
+                                    s.span_id.hex(),
+                                    s.parent_span_id.hex(),
+                                    attributes,
+                                    service,
+                                )
+                            )
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", "0")

@@ -69,14 +69,26 @@ class Stack:
         env = dict(os.environ)
         env.update(
             PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-            BROKER_URL=self.broker_url, CELERY_QUEUE=self.queue, STATE_DIR=str(self.state_dir),
-            TSERVER_HOST="127.0.0.1", TSERVER_PORT=str(self.tserver_port),
-            API_HOST="127.0.0.1", API_PORT=str(self.api_port), WORKER_CONCURRENCY="2",
-            SUPERVISOR_HOST="127.0.0.1", SUPERVISOR_PORT=str(self.supervisor_port),
-            SUPERVISOR_USER=self.user, SUPERVISOR_PASSWORD=self.password,
-            LOG_DIR=str(self.log_dir), RUN_DIR=str(self.root / "run"), PYTHONUNBUFFERED="1",
-            STATE_BACKEND=self.state_backend, REDIS_URL=self.redis_url, REDIS_KEY_PREFIX=self.redis_prefix,
-            TSERVER_METRICS_PORT=str(self.tserver_metrics_port), WORKER_METRICS_PORT=str(self.worker_metrics_port),
+            BROKER_URL=self.broker_url,
+            CELERY_QUEUE=self.queue,
+            STATE_DIR=str(self.state_dir),
+            TSERVER_HOST="127.0.0.1",
+            TSERVER_PORT=str(self.tserver_port),
+            API_HOST="127.0.0.1",
+            API_PORT=str(self.api_port),
+            WORKER_CONCURRENCY="2",
+            SUPERVISOR_HOST="127.0.0.1",
+            SUPERVISOR_PORT=str(self.supervisor_port),
+            SUPERVISOR_USER=self.user,
+            SUPERVISOR_PASSWORD=self.password,
+            LOG_DIR=str(self.log_dir),
+            RUN_DIR=str(self.root / "run"),
+            PYTHONUNBUFFERED="1",
+            STATE_BACKEND=self.state_backend,
+            REDIS_URL=self.redis_url,
+            REDIS_KEY_PREFIX=self.redis_prefix,
+            TSERVER_METRICS_PORT=str(self.tserver_metrics_port),
+            WORKER_METRICS_PORT=str(self.worker_metrics_port),
         )
         env.update(self.extra_env)
         env.update(extra)
@@ -91,13 +103,20 @@ class Stack:
 
     def start_supervisord(self) -> None:
         self._spawn("supervisord", [str(BIN / "supervisord"), "-c", str(REPO / "supervisord.conf")])
-        wait_for(lambda: self.supervisorctl("status", "tserver").stdout.count("RUNNING"), 30,
-                 "supervisord to report tserver RUNNING" + self.logs_hint(), interval=0.2)
+        wait_for(
+            lambda: self.supervisorctl("status", "tserver").stdout.count("RUNNING"),
+            30,
+            "supervisord to report tserver RUNNING" + self.logs_hint(),
+            interval=0.2,
+        )
 
     def start_gateway(self) -> None:
         self._spawn("gateway", [sys.executable, "-m", "app"])
-        wait_for(lambda: httpx.get(self.api + "/openapi.json", timeout=1).status_code == 200, 30,
-                 "the gateway to answer" + self.logs_hint())
+        wait_for(
+            lambda: httpx.get(self.api + "/openapi.json", timeout=1).status_code == 200,
+            30,
+            "the gateway to answer" + self.logs_hint(),
+        )
 
     def worker_ready(self) -> bool:
         """True once a first task has run; False (try again) while the compute side is still starting."""
@@ -105,8 +124,14 @@ class Stack:
         if r.status_code != 202:
             return False
         task_id = r.json()["id"]
-        return bool(wait_for(lambda: httpx.get(f"{self.api}/task/{task_id}", timeout=5).json()["status"] == "SUCCESS",
-                             60, "the first task to succeed" + self.logs_hint(), interval=0.1))
+        return bool(
+            wait_for(
+                lambda: httpx.get(f"{self.api}/task/{task_id}", timeout=5).json()["status"] == "SUCCESS",
+                60,
+                "the first task to succeed" + self.logs_hint(),
+                interval=0.1,
+            )
+        )
 
     def supervisorctl(self, *args: str) -> subprocess.CompletedProcess[str]:
         cmd = [str(BIN / "supervisorctl"), "-c", str(REPO / "supervisord.conf"), *args]
@@ -130,7 +155,8 @@ class Stack:
         try:
             keys = list(client.scan_iter(match=f"{self.redis_prefix}task:*", count=1000))
             values = client.mget(keys) if keys else []
-            return {k.decode().rsplit(":", 1)[1]: v for k, v in zip(keys, values, strict=True) if v is not None}
+            # bytes: the client is made without decode_responses
+            return {k.decode().rsplit(":", 1)[1]: v for k, v in zip(keys, values, strict=True) if isinstance(v, bytes)}
         finally:
             client.close()
 
@@ -157,8 +183,9 @@ class Stack:
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
         out = open(self.root / f"{name}.out", "ab")  # noqa: SIM115 - closed with the process
-        self.procs[name] = subprocess.Popen(cmd, cwd=REPO, env=self.env(), stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            cmd, cwd=REPO, env=self.env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
         out.close()
 
     def _stop(self, name: str, timeout: float = 15) -> None:
@@ -174,8 +201,9 @@ class Stack:
 
 
 @contextmanager
-def running_stack(root: Path, broker_url: str, state_backend: str = "files", redis_url: str = "",
-                  **extra_env: str) -> Iterator[Stack]:
+def running_stack(
+    root: Path, broker_url: str, state_backend: str = "files", redis_url: str = "", **extra_env: str
+) -> Iterator[Stack]:
     """A started Stack (with `extra_env` for every process), stopped and cleaned up on exit."""
     stack = Stack(root=root, broker_url=broker_url, extra_env=dict(extra_env), state_backend=state_backend)
     if redis_url:

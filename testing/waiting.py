@@ -32,8 +32,9 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval:
             value = check()
             if value:
                 return value
-        except Exception as exc:  # reported if the wait fails
+        except Exception as exc:  # noqa: BLE001 - whatever the check raises is reported if the wait fails
             last_error = exc
         time.sleep(interval)
-    raise WaitTimeout(f"timed out after {timeout} s waiting for {what}"
-                      + (f" (last error: {last_error!r})" if last_error else ""))
+    raise WaitTimeout(
+        f"timed out after {timeout} s waiting for {what}" + (f" (last error: {last_error!r})" if last_error else "")
+    )

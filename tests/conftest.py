@@ -41,8 +41,10 @@ def redis_url() -> str:
     try:
         client.ping()
     except redis.RedisError as exc:
-        pytest.fail(f"Redis does not answer at {REDIS_URL} ({exc}). Start it with `redis-server --daemonize yes` "
-                    "(Debian: apt-get install redis-server), or point TEST_REDIS_URL at one.")
+        pytest.fail(
+            f"Redis does not answer at {REDIS_URL} ({exc}). Start it with `redis-server --daemonize yes` "
+            "(Debian: apt-get install redis-server), or point TEST_REDIS_URL at one."
+        )
     finally:
         client.close()
     return REDIS_URL

@@ -58,8 +58,10 @@ def test_no_hand_written_module_is_long() -> None:
 
 
 def test_the_thrift_server_never_builds_the_workers_celery_app() -> None:
-    code = ("import sys, tserver.server, state.backends, state.files_catalog; "
-            "print(sorted(m for m in sys.modules if m == 'worker' or m.startswith('worker.')))")
+    code = (
+        "import sys, tserver.server, state.backends, state.files_catalog; "
+        "print(sorted(m for m in sys.modules if m == 'worker' or m.startswith('worker.')))"
+    )
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "[]"

@@ -62,11 +62,19 @@ def test_dockerfile_is_slim_and_non_root() -> None:
 def test_entrypoint_refuses_default_or_empty_passwords(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "LOG_DIR": str(tmp_path), "RUN_DIR": str(tmp_path), "STATE_DIR": str(tmp_path)}
     for password in ("", "admin", "changeme"):
-        run = subprocess.run(["sh", str(REPO / "docker/entrypoint.sh"), "supervisord", "-v"],
-                             env={**env, "SUPERVISOR_PASSWORD": password}, capture_output=True, text=True)
+        run = subprocess.run(
+            ["sh", str(REPO / "docker/entrypoint.sh"), "supervisord", "-v"],
+            env={**env, "SUPERVISOR_PASSWORD": password},
+            capture_output=True,
+            text=True,
+        )
         assert run.returncode == 64 and "refusing to start" in run.stderr
-    ok = subprocess.run(["sh", str(REPO / "docker/entrypoint.sh"), "true"],
-                        env={**env, "SUPERVISOR_PASSWORD": ""}, capture_output=True, text=True)
+    ok = subprocess.run(
+        ["sh", str(REPO / "docker/entrypoint.sh"), "true"],
+        env={**env, "SUPERVISOR_PASSWORD": ""},
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0
 
 
@@ -85,10 +93,13 @@ def test_supervisord_conf_requires_auth_and_caps_logs() -> None:
     assert conf["program:logs"]["stdout_logfile"] == "/dev/stdout"
 
 
-@pytest.mark.skipif(shutil.which("thrift") is None, reason="needs Debian's thrift-compiler (apt-get install thrift-compiler)")
+@pytest.mark.skipif(
+    shutil.which("thrift") is None, reason="needs Debian's thrift-compiler (apt-get install thrift-compiler)"
+)
 def test_gen_py_matches_the_idl(tmp_path: Path) -> None:
-    subprocess.run(["thrift", "--gen", "py", "-out", str(tmp_path), str(REPO / "rpcinterface.thrift")],
-                   check=True, timeout=60)
+    subprocess.run(
+        ["thrift", "--gen", "py", "-out", str(tmp_path), str(REPO / "rpcinterface.thrift")], check=True, timeout=60
+    )
     (tmp_path / "RPC" / "RPCcelery-remote").unlink()
     diff = filecmp.dircmp(tmp_path / "RPC", REPO / "gen-py" / "RPC", ignore=["__pycache__"])
     assert not (diff.diff_files or diff.left_only or diff.right_only), "gen-py/ is stale: run `make gen`"
@@ -99,7 +110,10 @@ def test_the_dashboard_and_idl_pages_ship_in_the_package() -> None:
     import tomllib
 
     patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["app"]
-    shipped = {Path(p).relative_to(REPO / "app").as_posix()
-               for pattern in patterns for p in glob.glob(str(REPO / "app" / pattern))}
+    shipped = {
+        Path(p).relative_to(REPO / "app").as_posix()
+        for pattern in patterns
+        for p in glob.glob(str(REPO / "app" / pattern))
+    }
     for needed in ("static/index.html", "static/app.js", "static/app.css", "static/idl/rpcinterface.html"):
         assert needed in shipped, f"{needed} would be missing from the wheel (and the image)"

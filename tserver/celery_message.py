@@ -30,17 +30,26 @@ def task_message(task_id: str, decimal: int, *, traced: bool = False) -> tuple[b
     reads it in the worker (Celery copies the message's headers onto `task.request`)."""
     args = (task_id, decimal)
     headers, properties, body, _ = celery_app.amqp.as_task_v2(
-        task_id, CALC_PI_TASK, args=args, kwargs={}, ignore_result=_IGNORE_RESULT,
+        task_id,
+        CALC_PI_TASK,
+        args=args,
+        kwargs={},
+        ignore_result=_IGNORE_RESULT,
         reply_to=celery_app.thread_oid,
         # What Celery's saferepr writes for these arguments, without its cost.
-        argsrepr=repr(args), kwargsrepr="{}",
+        argsrepr=repr(args),
+        kwargsrepr="{}",
     )
     if traced:
         propagate.inject(headers)
     content_type, content_encoding, data = dumps(body, serializer="json")
     # Without an id aiormq would draw a random one: the task's id names the message in RabbitMQ's tools.
     return (data.encode() if isinstance(data, str) else data), aiormq.spec.Basic.Properties(
-        content_type=content_type, content_encoding=content_encoding, headers=headers,
-        delivery_mode=_PERSISTENT, correlation_id=properties["correlation_id"],
-        reply_to=properties["reply_to"], message_id=task_id,
+        content_type=content_type,
+        content_encoding=content_encoding,
+        headers=headers,
+        delivery_mode=_PERSISTENT,
+        correlation_id=properties["correlation_id"],
+        reply_to=properties["reply_to"],
+        message_id=task_id,
     )

@@ -1,9 +1,9 @@
 """Every exception the Thrift server's own modules raise (the handler turns them into IDL exceptions).
 
-    TserverError
-    └── QueueUnavailable   the broker did not accept (confirm) the message in time: maybe queued
-        ├── NotPublished   ... and nothing was sent at all: certainly not queued, safe to retry
-        └── PublishOverdue ... the broker confirmed it, but later than the caller could wait
+TserverError
+└── QueueUnavailable   the broker did not accept (confirm) the message in time: maybe queued
+    ├── NotPublished   ... and nothing was sent at all: certainly not queued, safe to retry
+    └── PublishOverdue ... the broker confirmed it, but later than the caller could wait
 """
 
 

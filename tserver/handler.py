@@ -40,8 +40,16 @@ Enqueue = Callable[[str, int], Awaitable[None]]
 class RPCceleryHandler:
     """Implements RPCcelery.Iface (as coroutines) on top of the state store and the task queue."""
 
-    def __init__(self, catalog: TaskCatalog, enqueue: Enqueue, max_decimal: int, *, stalled_after: float = 30.0,
-                 guard: PublishGuard | None = None, disk_path: str = "/") -> None:
+    def __init__(
+        self,
+        catalog: TaskCatalog,
+        enqueue: Enqueue,
+        max_decimal: int,
+        *,
+        stalled_after: float = 30.0,
+        guard: PublishGuard | None = None,
+        disk_path: str = "/",
+    ) -> None:
         self.catalog = catalog
         self.enqueue = enqueue
         self.max_decimal = max_decimal
@@ -137,12 +145,23 @@ class RPCceleryHandler:
     def to_calc_result(self, state: TaskState) -> calcResult:
         """The IDL struct for a task's state."""
         return calcResult(
-            id=state.id, status=state.status, pushqtime=state.pushqtime, starttime=state.starttime,
-            stoptime=state.stoptime, result=state.result, decimal=state.decimal, progress=state.progress,
-            digits=state.digits, error=state.error, terms=state.terms, heartbeat=state.heartbeat,
-            attempts=state.attempts, stalled=self._stalled(state),
+            id=state.id,
+            status=state.status,
+            pushqtime=state.pushqtime,
+            starttime=state.starttime,
+            stoptime=state.stoptime,
+            result=state.result,
+            decimal=state.decimal,
+            progress=state.progress,
+            digits=state.digits,
+            error=state.error,
+            terms=state.terms,
+            heartbeat=state.heartbeat,
+            attempts=state.attempts,
+            stalled=self._stalled(state),
             chunks_done=state.chunks.done if state.chunks else 0,
-            chunks_total=state.chunks.total if state.chunks else 0, hosts=list(state.hosts),
+            chunks_total=state.chunks.total if state.chunks else 0,
+            hosts=list(state.hosts),
         )
 
     def _stalled(self, state: TaskState) -> bool:

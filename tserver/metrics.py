@@ -57,18 +57,33 @@ class ServerMetrics:
 
     def __init__(self, methods: Iterable[str]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.calls = Counter("thrift_server_calls_total", "Thrift calls answered, by IDL method and outcome",
-                             ("method", "outcome"), registry=self.registry)
-        self.call_seconds = Histogram("thrift_server_call_duration_seconds",
-                                      "Seconds from a call's decoding to its encoded reply, by IDL method",
-                                      ("method",), buckets=BUCKETS, registry=self.registry)
-        self.publishes = Counter("publishes_total", "Messages published to RabbitMQ, by outcome (one per attempt)",
-                                 ("outcome",), registry=self.registry)
+        self.calls = Counter(
+            "thrift_server_calls_total",
+            "Thrift calls answered, by IDL method and outcome",
+            ("method", "outcome"),
+            registry=self.registry,
+        )
+        self.call_seconds = Histogram(
+            "thrift_server_call_duration_seconds",
+            "Seconds from a call's decoding to its encoded reply, by IDL method",
+            ("method",),
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.publishes = Counter(
+            "publishes_total",
+            "Messages published to RabbitMQ, by outcome (one per attempt)",
+            ("outcome",),
+            registry=self.registry,
+        )
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self.registry.register(collector)
         # Every series from the start, so that rates and alerts see a 0 rather than nothing.
-        self._calls = {(method, outcome): (self.calls.labels(method, outcome), self.call_seconds.labels(method))
-                       for method in (*methods, UNKNOWN) for outcome in OUTCOMES}
+        self._calls = {
+            (method, outcome): (self.calls.labels(method, outcome), self.call_seconds.labels(method))
+            for method in (*methods, UNKNOWN)
+            for outcome in OUTCOMES
+        }
         self._publishes = {outcome: self.publishes.labels(outcome) for outcome in PUBLISH_OUTCOMES}
         self._rejected = self.calls.labels(UNKNOWN, DECODE_ERROR)
         self._counts: _TaskCounts | None = None
@@ -158,5 +173,7 @@ def serve(metrics: ServerMetrics, host: str, port: int) -> tuple[WSGIServer, thr
     try:
         return start_http_server(port, addr=host, registry=metrics.registry)
     except OSError as exc:
-        raise SystemExit(f"tserver: cannot serve metrics on {host}:{port}: {exc.strerror or exc} (set "
-                         "TSERVER_METRICS_PORT to a free port, or METRICS_ENABLED=false)") from None
+        raise SystemExit(
+            f"tserver: cannot serve metrics on {host}:{port}: {exc.strerror or exc} (set "
+            "TSERVER_METRICS_PORT to a free port, or METRICS_ENABLED=false)"
+        ) from None

@@ -48,8 +48,9 @@ class ObservedCalls:
         attributes: dict[str, Any] = {"rpc.system": "apache_thrift", "rpc.service": SERVICE}
         if method != UNKNOWN:
             attributes["rpc.method"] = method
-        span = self.tracer.start_span(method, context=parent_context(headers), kind=SpanKind.SERVER,
-                                      attributes=attributes)
+        span = self.tracer.start_span(
+            method, context=parent_context(headers), kind=SpanKind.SERVER, attributes=attributes
+        )
         # Attached in the call's own task (its context is a copy of its own): detached in `end`, same task.
         return _Call(method, started, span, otel_context.attach(trace.set_span_in_context(span)))
 

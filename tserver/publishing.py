@@ -57,6 +57,7 @@ PUBLISH_OUTCOMES = (CONFIRMED, NACK, RETURNED, TIMEOUT, NOT_SENT)
 #: The span of a publish, named as OpenTelemetry's Celery instrumentation names one.
 PUBLISH_SPAN = f"apply_async/{CALC_PI_TASK}"
 
+
 def amqp_url(broker_url: str, heartbeat: int) -> URL:
     """BROKER_URL as aiormq reads it: kombu's `pyamqp://` is plain AMQP; the heartbeat is a query
     parameter. (A path of `//`, Celery's spelling of the vhost `/`, means `/` to aiormq as well.)"""
@@ -69,9 +70,18 @@ def amqp_url(broker_url: str, heartbeat: int) -> URL:
 class TaskPublisher:
     """Publishes calc_pi tasks with publisher confirms; used from one event loop only."""
 
-    def __init__(self, broker_url: str, queue: str, *, timeout: float, retries: int,
-                 queue_arguments: Mapping[str, FieldValue] | None = None, heartbeat: int = _HEARTBEAT,
-                 count: Callable[[str], None] | None = None, tracer: Tracer | None = None) -> None:
+    def __init__(
+        self,
+        broker_url: str,
+        queue: str,
+        *,
+        timeout: float,
+        retries: int,
+        queue_arguments: Mapping[str, FieldValue] | None = None,
+        heartbeat: int = _HEARTBEAT,
+        count: Callable[[str], None] | None = None,
+        tracer: Tracer | None = None,
+    ) -> None:
         self.queue = queue
         self.timeout = timeout
         self.retries = retries
@@ -95,9 +105,15 @@ class TaskPublisher:
         if self._tracer is None:
             await self._publish_attempts(*task_message(task_id, decimal))
             return
-        attributes = {"messaging.system": "rabbitmq", "messaging.destination.name": self.queue,
-                      "messaging.operation.type": "send", "messaging.message.id": task_id,
-                      "celery.action": "apply_async", "celery.task_name": CALC_PI_TASK, "pi.task_id": task_id}
+        attributes = {
+            "messaging.system": "rabbitmq",
+            "messaging.destination.name": self.queue,
+            "messaging.operation.type": "send",
+            "messaging.message.id": task_id,
+            "celery.action": "apply_async",
+            "celery.task_name": CALC_PI_TASK,
+            "pi.task_id": task_id,
+        }
         # A failure is recorded on the span (an exception event, status ERROR) as it leaves it.
         with self._tracer.start_as_current_span(PUBLISH_SPAN, kind=SpanKind.PRODUCER, attributes=attributes):
             await self._publish_attempts(*task_message(task_id, decimal, traced=True))
@@ -138,8 +154,9 @@ class TaskPublisher:
                 # wait=False: by default aiormq holds the channel's lock until the frames are flushed
                 # to the socket, one publish at a time (half the rate at 10 callers). The confirm is
                 # what is awaited; the connection's bounded write queue still pushes back.
-                await channel.basic_publish(body, exchange="", routing_key=self.queue, properties=properties,
-                                            mandatory=True, wait=False)
+                await channel.basic_publish(
+                    body, exchange="", routing_key=self.queue, properties=properties, mandatory=True, wait=False
+                )
         except TimeoutError:
             # A broker that takes the message but confirms nothing (frozen, or blocked by a resource
             # alarm): unless it confirms something soon, start afresh on a new connection.

@@ -40,15 +40,26 @@ def main(argv: list[str] | None = None) -> None:
     provider = tracing.make_provider(settings.trace_exporters) if settings.trace_exporters else None
     tracer = provider.get_tracer("tserver") if provider is not None else None
     catalog = open_catalog(state_settings, ttl=settings.RESULT_TTL, threads=settings.TSERVER_WORKERS)
-    publisher = TaskPublisher(settings.BROKER_URL, settings.CELERY_QUEUE, timeout=settings.PUBLISH_TIMEOUT,
-                              retries=settings.PUBLISH_RETRIES, queue_arguments=_queue_arguments(settings),
-                              count=counted.published if counted else None, tracer=tracer)
+    publisher = TaskPublisher(
+        settings.BROKER_URL,
+        settings.CELERY_QUEUE,
+        timeout=settings.PUBLISH_TIMEOUT,
+        retries=settings.PUBLISH_RETRIES,
+        queue_arguments=_queue_arguments(settings),
+        count=counted.published if counted else None,
+        tracer=tracer,
+    )
     # Each attempt waits at most PUBLISH_TIMEOUT. Under the gateway's THRIFT_TIMEOUT (4.5 s), so the
     # server knows it failed before the user does.
     deadline = settings.PUBLISH_TIMEOUT * (1 + settings.PUBLISH_RETRIES) + 0.5
-    handler = RPCceleryHandler(catalog, publisher.publish_calc_pi, settings.MAX_DECIMAL,
-                               stalled_after=settings.STALLED_AFTER, guard=PublishGuard(deadline=deadline),
-                               disk_path=disk_path(state_settings))
+    handler = RPCceleryHandler(
+        catalog,
+        publisher.publish_calc_pi,
+        settings.MAX_DECIMAL,
+        stalled_after=settings.STALLED_AFTER,
+        guard=PublishGuard(deadline=deadline),
+        disk_path=disk_path(state_settings),
+    )
     if counted is not None:
         counted.count_tasks(catalog.counts)
 
@@ -73,13 +84,25 @@ def main(argv: list[str] | None = None) -> None:
     prime_cpu_percent()
     limits = ServerLimits(idle_timeout=settings.TSERVER_IDLE_TIMEOUT, max_connections=settings.TSERVER_MAX_CONNECTIONS)
     observer = ObservedCalls(metrics=counted, tracer=tracer) if counted or tracer else None
-    log.info("serving RPCcelery on %s:%s (state: %s, queue %s; metrics %s; tracing %s)", settings.TSERVER_HOST,
-             settings.TSERVER_PORT, describe(state_settings), settings.CELERY_QUEUE,
-             f"on port {listener[0].server_port}" if listener else "off",
-             ", ".join(settings.trace_exporters) or "off")
+    log.info(
+        "serving RPCcelery on %s:%s (state: %s, queue %s; metrics %s; tracing %s)",
+        settings.TSERVER_HOST,
+        settings.TSERVER_PORT,
+        describe(state_settings),
+        settings.CELERY_QUEUE,
+        f"on port {listener[0].server_port}" if listener else "off",
+        ", ".join(settings.trace_exporters) or "off",
+    )
     try:
-        run(RPCcelery.Processor(handler), settings.TSERVER_HOST, settings.TSERVER_PORT, limits,
-            port_file=args.port_file, resources=on_the_loop, observer=observer)
+        run(
+            RPCcelery.Processor(handler),
+            settings.TSERVER_HOST,
+            settings.TSERVER_PORT,
+            limits,
+            port_file=args.port_file,
+            resources=on_the_loop,
+            observer=observer,
+        )
     finally:
         if listener is not None:
             listener[0].shutdown()

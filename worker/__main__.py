@@ -16,12 +16,19 @@ from worker.app import CHUNK_QUEUE, app, settings
 def main(argv: list[str]) -> None:
     """Run `celery worker` for our queue until it is stopped (TERM: a warm shutdown)."""
     concurrency = settings.WORKER_CONCURRENCY or os.cpu_count() or 1
-    app.worker_main([
-        # Both queues: a worker host takes whole calculations and the chunks of split ones.
-        "worker", f"--queues={settings.CELERY_QUEUE},{CHUNK_QUEUE}", f"--concurrency={concurrency}", "--loglevel=INFO",
-        f"--hostname=pi-{settings.CELERY_QUEUE}@{socket.gethostname()}", "--without-gossip", "--without-mingle",
-        *argv,
-    ])
+    app.worker_main(
+        [
+            # Both queues: a worker host takes whole calculations and the chunks of split ones.
+            "worker",
+            f"--queues={settings.CELERY_QUEUE},{CHUNK_QUEUE}",
+            f"--concurrency={concurrency}",
+            "--loglevel=INFO",
+            f"--hostname=pi-{settings.CELERY_QUEUE}@{socket.gethostname()}",
+            "--without-gossip",
+            "--without-mingle",
+            *argv,
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -34,8 +34,12 @@ def _result_backend() -> str:
 
 # The worker imports these at its start; the last three connect to Celery's signals what lets it be seen
 # while it runs (docs/observability.md, "Worker").
-app = Celery("worker", broker=settings.BROKER_URL, backend=_result_backend(),
-             include=["worker.tasks", "worker.chunks", "worker.logs", "worker.metrics_files", "worker.tracing"])
+app = Celery(
+    "worker",
+    broker=settings.BROKER_URL,
+    backend=_result_backend(),
+    include=["worker.tasks", "worker.chunks", "worker.logs", "worker.metrics_files", "worker.tracing"],
+)
 app.conf.update(
     task_default_queue=settings.CELERY_QUEUE,
     task_default_queue_type=settings.CELERY_QUEUE_TYPE,

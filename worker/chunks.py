@@ -45,8 +45,9 @@ def _step_id(task_id: str, generation: int, step: str) -> str:
 
 def launch(state: TaskState, plan: split.Plan) -> None:
     """Record the plan in the task's record, then send every chunk and the combining step as one chord."""
-    ledger = ChunkLedger(start=plan.start, size=plan.size, end=plan.end,
-                         prefix_value=4 * plan.prefix_total / series.SCALE)
+    ledger = ChunkLedger(
+        start=plan.start, size=plan.size, end=plan.end, prefix_value=4 * plan.prefix_total / series.SCALE
+    )
     state = state.evolve(chunks=ledger, terms=2 * plan.start)
     try:
         if store.update(state.id, lambda now: None if now.is_final else state).is_final:
@@ -61,13 +62,17 @@ def _send(state: TaskState, ks: range | list[int], total: int, error: int, count
     assert state.chunks is not None
     ledger = state.chunks
     # Each chunk is stamped with its task: a cancellation revokes them all with one stamp (below).
-    header = group(calc_chunk.signature((state.id, k, *ledger.bounds(k)), queue=CHUNK_QUEUE,
-                                        task_id=chunk_id(state.id, k, ledger.generation)).stamp(**{_STAMP: state.id})
-                   for k in ks)
+    header = group(
+        calc_chunk.signature(
+            (state.id, k, *ledger.bounds(k)), queue=CHUNK_QUEUE, task_id=chunk_id(state.id, k, ledger.generation)
+        ).stamp(**{_STAMP: state.id})
+        for k in ks
+    )
     body = combine_chunks.s(state.id, state.decimal, str(total), str(error), counted).set(
         task_id=_step_id(state.id, ledger.generation, "combine"),
         # What logs and Flower show: the chunks' exact sums (hundreds of digits each) would fill it.
-        argsrepr=f"([{len(ks)} chunk results], {state.id!r}, {state.decimal}, ...)")
+        argsrepr=f"([{len(ks)} chunk results], {state.id!r}, {state.decimal}, ...)",
+    )
     errback = split_failed.si(state.id).set(task_id=_step_id(state.id, ledger.generation, "failed"))
     chord(header)(body.on_error(errback))
 
@@ -100,8 +105,10 @@ def _compute(task_id: str, k: int, j0: int, j1: int) -> dict[str, Any]:
 
     state = store.update(task_id, start)
     if deliveries[0] > settings.TASK_MAX_ATTEMPTS:
-        reason = (f"gave up: chunk {k} (terms {2 * j0} to {2 * j1}) was delivered {deliveries[0]} times; "
-                  "its worker died each time")
+        reason = (
+            f"gave up: chunk {k} (terms {2 * j0} to {2 * j1}) was delivered {deliveries[0]} times; "
+            "its worker died each time"
+        )
         finish(state, FAILURE, error=reason)
         _revoke_rest(state)
         return {"k": k, "skipped": FAILURE}
@@ -122,10 +129,15 @@ def _record_done(task_id: str, k: int, value: float) -> None:
             return None
         ledger = now.chunks.finished(k, value)
         share = 100 * (ledger.start + ledger.pairs_done) / ledger.end
-        return with_host(now.evolve(
-            chunks=ledger, progress=max(now.progress, min(RUNNING_CEILING, round(share, 2))),
-            result=round(ledger.prefix_value, now.decimal), terms=2 * (ledger.start + ledger.pairs_done),
-            heartbeat=utcnow()))
+        return with_host(
+            now.evolve(
+                chunks=ledger,
+                progress=max(now.progress, min(RUNNING_CEILING, round(share, 2))),
+                result=round(ledger.prefix_value, now.decimal),
+                terms=2 * (ledger.start + ledger.pairs_done),
+                heartbeat=utcnow(),
+            )
+        )
 
     try:
         store.update(task_id, done)
@@ -153,8 +165,9 @@ def _revoke_rest(state: TaskState) -> None:
 
 
 @app.task(name="worker.combine_chunks")  # type: ignore[untyped-decorator]  # Celery has no type hints
-def combine_chunks(results: list[dict[str, Any]], task_id: str, decimal: int, carry_total: str, carry_error: str,
-                   counted: list[int]) -> None:
+def combine_chunks(
+    results: list[dict[str, Any]], task_id: str, decimal: int, carry_total: str, carry_error: str, counted: list[int]
+) -> None:
     """The chord's body: add the chunks up exactly and prove the digits, or send the chunks still needed."""
     try:
         state = store.read(task_id)

@@ -70,6 +70,8 @@ class WorkerSettings(BaseSettings):
     def _attempts_under_the_brokers_limit(self) -> WorkerSettings:
         # RabbitMQ 4 drops a quorum queue's message after 20 redeliveries; our own count must decide first.
         if self.CELERY_QUEUE_TYPE == "quorum" and self.TASK_MAX_ATTEMPTS >= _QUORUM_DELIVERY_LIMIT:
-            raise ValueError(f"TASK_MAX_ATTEMPTS must be under {_QUORUM_DELIVERY_LIMIT} with CELERY_QUEUE_TYPE=quorum "
-                             "(RabbitMQ's default delivery limit of quorum queues)")
+            raise ValueError(
+                f"TASK_MAX_ATTEMPTS must be under {_QUORUM_DELIVERY_LIMIT} with CELERY_QUEUE_TYPE=quorum "
+                "(RabbitMQ's default delivery limit of quorum queues)"
+            )
         return self

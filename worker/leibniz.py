@@ -101,9 +101,16 @@ def compute_pi(
             elapsed = time.monotonic() - start
             log.info("pi to %d places: %s after %d terms in %.3f s", decimal, digits, 2 * m, elapsed)
             lower, upper = series.bracket(total, error, m)
-            return PiResult(decimal=decimal, digits=digits, value=float(digits), terms=2 * m,
-                            lower=series.float_down(lower), upper=series.float_up(upper),
-                            error_bound=series.float_up(Fraction(4 * error, series.SCALE)), elapsed=elapsed)
+            return PiResult(
+                decimal=decimal,
+                digits=digits,
+                value=float(digits),
+                terms=2 * m,
+                lower=series.float_down(lower),
+                upper=series.float_up(upper),
+                error_bound=series.float_up(Fraction(4 * error, series.SCALE)),
+                elapsed=elapsed,
+            )
         if m >= max_pairs:
             raise NotConverged(f"pi to {decimal} places not proven after {2 * m} terms (max_terms={max_terms})")
 
@@ -120,8 +127,15 @@ def compute_pi(
             # takes less time than a report costs (a state-file write is 0.2-0.6 ms on ext4).
             if now - last_report >= min_report_interval:
                 lower, upper = series.bracket(total, error, m)
-                on_progress(Progress(terms=2 * m, fraction=fraction, partial=partial,
-                                     lower=series.float_down(lower), upper=series.float_up(upper)))
+                on_progress(
+                    Progress(
+                        terms=2 * m,
+                        fraction=fraction,
+                        partial=partial,
+                        lower=series.float_down(lower),
+                        upper=series.float_up(upper),
+                    )
+                )
                 last_report = now
 
 

@@ -32,30 +32,53 @@ _TASK = ("name", "hostname")
 
 STARTED = Counter("celery_task_started", "Task runs started.", _TASK, registry=REGISTRY)
 SUCCEEDED = Counter("celery_task_succeeded", "Task runs that ended well.", _TASK, registry=REGISTRY)
-FAILED = Counter("celery_task_failed", "Task runs that raised, or ended their calculation as FAILURE.", _TASK,
-                 registry=REGISTRY)
-REVOKED_RUNS = Counter("celery_task_revoked", "Task messages discarded as revoked, and runs that ended their "
-                       "calculation as REVOKED (cancelled before or while running).", _TASK, registry=REGISTRY)
+FAILED = Counter(
+    "celery_task_failed", "Task runs that raised, or ended their calculation as FAILURE.", _TASK, registry=REGISTRY
+)
+REVOKED_RUNS = Counter(
+    "celery_task_revoked",
+    "Task messages discarded as revoked, and runs that ended their "
+    "calculation as REVOKED (cancelled before or while running).",
+    _TASK,
+    registry=REGISTRY,
+)
 RETRIED = Counter("celery_task_retried", "Task runs that asked to be run again later.", _TASK, registry=REGISTRY)
-RUNTIME = Histogram("celery_task_runtime_seconds", "Seconds from a task run's start to its end.", _TASK,
-                    registry=REGISTRY,
-                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800))
+RUNTIME = Histogram(
+    "celery_task_runtime_seconds",
+    "Seconds from a task run's start to its end.",
+    _TASK,
+    registry=REGISTRY,
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800),
+)
 # Pool processes running a task now. livesum: a process that dies mid-task must stop counting, so its
 # file is removed when it is gone (worker/metrics_files.py); each process sets 0 or 1, never adds, so
 # a new process that happens to get a dead one's pid starts from a true value.
-ACTIVE = Gauge("celery_worker_tasks_active", "Tasks running now.", ("hostname",), registry=REGISTRY,
-               multiprocess_mode="livesum")
-TERMS = Counter("leibniz_terms", "Series terms computed (a cancelled run counts those it recorded).",
-                ("hostname",), registry=REGISTRY)
+ACTIVE = Gauge(
+    "celery_worker_tasks_active", "Tasks running now.", ("hostname",), registry=REGISTRY, multiprocess_mode="livesum"
+)
+TERMS = Counter(
+    "leibniz_terms",
+    "Series terms computed (a cancelled run counts those it recorded).",
+    ("hostname",),
+    registry=REGISTRY,
+)
 # A histogram, not a gauge of the last rate: it sums over pool processes and hosts like every other
 # series here (a gauge would need one value chosen among processes), and it shows a slow run among
 # fast ones. Observed per whole calculation or chunk of at least _RATE_MIN_TERMS terms.
-RATE = Histogram("leibniz_terms_per_second", "Series terms per second of computing, one observation per "
-                 "calculation or chunk.", ("hostname",), registry=REGISTRY,
-                 buckets=(1e6, 1e7, 1e8, 3e8, 1e9, 2e9, 3e9, 4e9, 5e9, 6e9, 7e9, 8e9, 1e10, 1.5e10, 2e10))
-CHUNKS = Counter("split_chunks", "Chunks of split calculations by outcome: done, skipped (ran and found "
-                 "its task cancelled, ended or gone), failed, revoked (discarded before running).",
-                 ("outcome", "hostname"), registry=REGISTRY)
+RATE = Histogram(
+    "leibniz_terms_per_second",
+    "Series terms per second of computing, one observation per calculation or chunk.",
+    ("hostname",),
+    registry=REGISTRY,
+    buckets=(1e6, 1e7, 1e8, 3e8, 1e9, 2e9, 3e9, 4e9, 5e9, 6e9, 7e9, 8e9, 1e10, 1.5e10, 2e10),
+)
+CHUNKS = Counter(
+    "split_chunks",
+    "Chunks of split calculations by outcome: done, skipped (ran and found "
+    "its task cancelled, ended or gone), failed, revoked (discarded before running).",
+    ("outcome", "hostname"),
+    registry=REGISTRY,
+)
 
 # Below this many terms a run's rate measures Python and the store, not the kernel (d=1 is 2 terms).
 _RATE_MIN_TERMS = 10**6
@@ -150,9 +173,14 @@ def _named(sender: Any, **_: Any) -> None:
 
 
 _HANDLERS: Sequence[tuple[Any, Any]] = (
-    (signals.task_prerun, _prerun), (signals.task_success, _success), (signals.task_failure, _failure),
-    (signals.task_retry, _retry), (signals.task_revoked, _revoked), (signals.task_postrun, _postrun),
-    (signals.celeryd_init, _named), (signals.worker_process_init, _named),
+    (signals.task_prerun, _prerun),
+    (signals.task_success, _success),
+    (signals.task_failure, _failure),
+    (signals.task_retry, _retry),
+    (signals.task_revoked, _revoked),
+    (signals.task_postrun, _postrun),
+    (signals.celeryd_init, _named),
+    (signals.worker_process_init, _named),
 )
 
 if settings.METRICS_ENABLED:

@@ -117,8 +117,10 @@ def start() -> None:
         root = _private_root() if private else Path(settings.WORKER_METRICS_DIR).resolve()
         mine = fresh_folder(root)
     except OSError as exc:
-        raise SystemExit(f"worker: cannot use a metrics folder ({exc}): set WORKER_METRICS_DIR to a writable "
-                         "folder, or METRICS_ENABLED=false") from None
+        raise SystemExit(
+            f"worker: cannot use a metrics folder ({exc}): set WORKER_METRICS_DIR to a writable "
+            "folder, or METRICS_ENABLED=false"
+        ) from None
     _state.update(root=root, mine=mine, private=private, main=os.getpid())
     port, host = settings.WORKER_METRICS_PORT, settings.WORKER_METRICS_HOST
     if port:
@@ -128,8 +130,10 @@ def start() -> None:
             _state["server"], _ = start_http_server(port, addr=host, registry=registry)
         except OSError as exc:
             _at_stop()
-            raise SystemExit(f"worker: cannot serve metrics on {host}:{port}: {exc.strerror or exc} (set WORKER_"
-                             "METRICS_PORT to a free port, 0 for no listener, or METRICS_ENABLED=false)") from None
+            raise SystemExit(
+                f"worker: cannot serve metrics on {host}:{port}: {exc.strerror or exc} (set WORKER_"
+                "METRICS_PORT to a free port, 0 for no listener, or METRICS_ENABLED=false)"
+            ) from None
     os.environ[_ENV] = str(mine)
     # prometheus_client chose its value class when it was imported: choose again now that the folder is set.
     values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated

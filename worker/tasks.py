@@ -29,7 +29,7 @@ def calc_pi(self: Task, task_id: str, decimal: int) -> None:
     try:
         _run(task_id, decimal)
     except StorageError as exc:
-        delay = min(2 ** self.request.retries, _STORAGE_RETRY_MAX_DELAY)
+        delay = min(2**self.request.retries, _STORAGE_RETRY_MAX_DELAY)
         log.error("task %s: %s; retrying in %d s", task_id, exc, delay)
         raise self.retry(exc=exc, countdown=delay, max_retries=_STORAGE_RETRIES) from None
 
@@ -55,8 +55,11 @@ def _run(task_id: str, decimal: int) -> None:
         return
     attempts = state.attempts + 1
     if attempts > settings.TASK_MAX_ATTEMPTS:
-        finish(state.evolve(attempts=attempts - 1), FAILURE,
-                error=f"gave up: the worker died {attempts - 1} times while computing this task")
+        finish(
+            state.evolve(attempts=attempts - 1),
+            FAILURE,
+            error=f"gave up: the worker died {attempts - 1} times while computing this task",
+        )
         return
     if state.chunks is not None:
         # A redelivery of a split task whose chunks were already sent: they carry on without it.
@@ -75,8 +78,9 @@ def _run(task_id: str, decimal: int) -> None:
     try:
         # With the demo pace on, every chunk's report paces the task (its sleeps space the writes).
         interval = 0.0 if settings.DEMO_MIN_SECONDS else MIN_WRITE_INTERVAL
-        result = leibniz.compute_pi(state.decimal, on_progress=recorder, min_report_interval=interval,
-                                    should_stop=CancelPoll(task_id))
+        result = leibniz.compute_pi(
+            state.decimal, on_progress=recorder, min_report_interval=interval, should_stop=CancelPoll(task_id)
+        )
         metrics.terms_computed(result.terms, time.monotonic() - started)
         recorder.stretch()
     except leibniz.Cancelled:

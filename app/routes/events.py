@@ -43,8 +43,9 @@ MAX_STREAM_PAGE = 100
 
 router = APIRouter(tags=["events"])
 
-LastEventId = Annotated[str | None,
-                        Header(description="Sent by a reconnecting EventSource: the id of the last event it got")]
+LastEventId = Annotated[
+    str | None, Header(description="Sent by a reconnecting EventSource: the id of the last event it got")
+]
 
 _EXAMPLE = (
     "retry: 1500\n\nevent: task\nid: 3f0c2a9d1b7e4c55\n"
@@ -52,18 +53,29 @@ _EXAMPLE = (
 )
 # Errors are JSON, answered before any stream starts. (response_class=Response below keeps FastAPI
 # from adding a `schema` of its own beside the events' `itemSchema`.)
-_UNAVAILABLE = {"model": ErrorResponse,
-                "description": "Too many event streams are open, or the compute service is unavailable"}
+_UNAVAILABLE = {
+    "model": ErrorResponse,
+    "description": "Too many event streams are open, or the compute service is unavailable",
+}
 _MALFORMED = {"model": ErrorResponse, "description": "A parameter is out of range"}
 
 
-@router.get("/task/{id}/events", response_class=Response, status_code=200,
-            summary="Follow one task (server-sent events)",
-            responses={200: stream_response(TaskStream, _EXAMPLE), 422: _MALFORMED, 503: _UNAVAILABLE,
-                       204: {"description": "The task had ended and the client has its final state"},
-                       404: {"model": ErrorResponse, "description": "No task with this id"}})
-async def task_events(task_id: TaskIdDep, hub: HubDep, thrift: ThriftDep,
-                      last_event_id: LastEventId = None) -> Response:
+@router.get(
+    "/task/{id}/events",
+    response_class=Response,
+    status_code=200,
+    summary="Follow one task (server-sent events)",
+    responses={
+        200: stream_response(TaskStream, _EXAMPLE),
+        422: _MALFORMED,
+        503: _UNAVAILABLE,
+        204: {"description": "The task had ended and the client has its final state"},
+        404: {"model": ErrorResponse, "description": "No task with this id"},
+    },
+)
+async def task_events(
+    task_id: TaskIdDep, hub: HubDep, thrift: ThriftDep, last_event_id: LastEventId = None
+) -> Response:
     """Event `task` with the task's state at once and on every change; the stream ends after its final state."""
     listener = _open(hub)
     try:
@@ -78,9 +90,13 @@ async def task_events(task_id: TaskIdDep, hub: HubDep, thrift: ThriftDep,
     return sse.EventStream(_events(listener), on_close=listener.close, shutdown=hub.stopping)
 
 
-@router.get("/alltasks/events", response_class=Response, status_code=200,
-            summary="Follow the task list and the host (server-sent events)",
-            responses={200: stream_response(ListStream, _EXAMPLE), 422: _MALFORMED, 503: _UNAVAILABLE})
+@router.get(
+    "/alltasks/events",
+    response_class=Response,
+    status_code=200,
+    summary="Follow the task list and the host (server-sent events)",
+    responses={200: stream_response(ListStream, _EXAMPLE), 422: _MALFORMED, 503: _UNAVAILABLE},
+)
 async def list_events(
     hub: HubDep,
     thrift: ThriftDep,
@@ -91,8 +107,9 @@ async def list_events(
     """Event `tasks` with the page (newest first) at once and whenever it changes; event `host` every second."""
     listener = _open(hub)
     try:
-        page = listener.watch(("page", offset, limit, status), partial(fetch_page, thrift, offset, limit, status),
-                              POLL_INTERVAL)
+        page = listener.watch(
+            ("page", offset, limit, status), partial(fetch_page, thrift, offset, limit, status), POLL_INTERVAL
+        )
         listener.watch(("host",), partial(fetch_host, thrift), HOST_INTERVAL)
         await _first(page)
     except BaseException:
@@ -104,8 +121,11 @@ async def list_events(
 def _open(hub: FeedHub) -> Listener:
     listener = hub.open()
     if listener is None:
-        raise HTTPException(503, f"too many event streams are open (at most {hub.max_streams}); try again shortly",
-                            headers={"Retry-After": "5"})
+        raise HTTPException(
+            503,
+            f"too many event streams are open (at most {hub.max_streams}); try again shortly",
+            headers={"Retry-After": "5"},
+        )
     return listener
 
 

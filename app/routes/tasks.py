@@ -21,10 +21,13 @@ _START_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {"model": ErrorResponse, "description": "The compute service or the task queue is unavailable"},
 }
 # The upper bound is a setting: app/main.py writes MAX_DECIMAL into the OpenAPI schema.
-DecimalPath = Annotated[int, Path(
-    description=f"Number of decimals of pi, from {MIN_DECIMAL} to MAX_DECIMAL ({DEFAULT_MAX_DECIMAL} by default)",
-    examples=[6],
-)]
+DecimalPath = Annotated[
+    int,
+    Path(
+        description=f"Number of decimals of pi, from {MIN_DECIMAL} to MAX_DECIMAL ({DEFAULT_MAX_DECIMAL} by default)",
+        examples=[6],
+    ),
+]
 
 
 async def _start(decimal: int, thrift: ThriftDep, settings: SettingsDep) -> Response:
@@ -42,15 +45,25 @@ async def _start(decimal: int, thrift: ThriftDep, settings: SettingsDep) -> Resp
     return Response(body, status_code=202, media_type="application/json")
 
 
-@router.get("/calcpi/{decimal}", status_code=202, response_model=TaskCreated, responses=_START_RESPONSES,
-            summary="Start a calculation of pi (from a browser)")
+@router.get(
+    "/calcpi/{decimal}",
+    status_code=202,
+    response_model=TaskCreated,
+    responses=_START_RESPONSES,
+    summary="Start a calculation of pi (from a browser)",
+)
 async def start_calc_get(decimal: DecimalPath, thrift: ThriftDep, settings: SettingsDep) -> Response:
     """Queue a Leibniz-series calculation of pi to `decimal` places; answers with the task's id."""
     return await _start(decimal, thrift, settings)
 
 
-@router.post("/calcpi/{decimal}", status_code=202, response_model=TaskCreated, responses=_START_RESPONSES,
-             summary="Start a calculation of pi")
+@router.post(
+    "/calcpi/{decimal}",
+    status_code=202,
+    response_model=TaskCreated,
+    responses=_START_RESPONSES,
+    summary="Start a calculation of pi",
+)
 async def start_calc_post(decimal: DecimalPath, thrift: ThriftDep, settings: SettingsDep) -> Response:
     """Queue a Leibniz-series calculation of pi to `decimal` places; answers with the task's id."""
     return await _start(decimal, thrift, settings)
@@ -77,8 +90,9 @@ async def get_task(task_id: TaskIdDep, reader: TaskReaderDep) -> Response:
 _ENDED = {"model": ErrorResponse, "description": "The task has already ended"}
 
 
-@router.delete("/task/{id}", response_model=TaskModel, summary="Cancel a task",
-               responses={**_TASK_RESPONSES, 409: _ENDED})
+@router.delete(
+    "/task/{id}", response_model=TaskModel, summary="Cancel a task", responses={**_TASK_RESPONSES, 409: _ENDED}
+)
 async def cancel_task(task_id: TaskIdDep, thrift: ThriftDep, reader: TaskReaderDep) -> Response:
     """Stop a waiting or running task: it becomes REVOKED with a stop time, and its worker stops computing."""
     try:
@@ -91,9 +105,15 @@ async def cancel_task(task_id: TaskIdDep, thrift: ThriftDep, reader: TaskReaderD
     return Response(reader.remember(record), media_type="application/json")
 
 
-@router.get("/alltasks", response_model=list[TaskModel], summary="List tasks, newest first",
-            responses={422: {"model": ErrorResponse, "description": "limit, offset or status out of range"},
-                       503: {"model": ErrorResponse, "description": "The compute service is unavailable"}})
+@router.get(
+    "/alltasks",
+    response_model=list[TaskModel],
+    summary="List tasks, newest first",
+    responses={
+        422: {"model": ErrorResponse, "description": "limit, offset or status out of range"},
+        503: {"model": ErrorResponse, "description": "The compute service is unavailable"},
+    },
+)
 @router.get("/alltasks/", response_model=list[TaskModel], include_in_schema=False)
 async def list_tasks(
     thrift: ThriftDep,

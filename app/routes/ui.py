@@ -24,7 +24,7 @@ _FILE_NAME = re.compile(r"[A-Za-z0-9_-]+\.(html|css|js|svg)")
 # The page loads only what this gateway serves: a stray third-party URL would be blocked, not fetched.
 _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-                               "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
     "Cache-Control": "no-cache",
     "X-Content-Type-Options": "nosniff",
 }

@@ -113,8 +113,9 @@ def test_listeners_are_woken_only_by_changes() -> None:
 def test_a_final_snapshot_stops_polling_and_a_late_listener_still_gets_it() -> None:
     async def check() -> None:
         hub = FeedHub(max_streams=10)
-        fetch = Counter(Snapshot.state("task", '{"status":"PROGRESS"}'),
-                        Snapshot.state("task", '{"status":"SUCCESS"}', final=True))
+        fetch = Counter(
+            Snapshot.state("task", '{"status":"PROGRESS"}'), Snapshot.state("task", '{"status":"SUCCESS"}', final=True)
+        )
         listener = hub.open()
         assert listener is not None
         feed = listener.watch("t", fetch, 0.01)
@@ -213,12 +214,14 @@ def test_event_stream_stops_at_once_when_the_client_leaves() -> None:
 def test_malformed_task_id_is_404_json_without_a_thrift_hop(task_id: str) -> None:
     async def check() -> None:
         app = create_app(GatewaySettings(TSERVER_PORT=free_port()))
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
-                r = await c.get(f"/task/{task_id}/events")
-                assert r.status_code == 404 and r.headers["content-type"] == "application/json"
-                assert r.json()["detail"].startswith("no task with this id")
-                assert app.state.feeds.listeners == set()
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c,
+        ):
+            r = await c.get(f"/task/{task_id}/events")
+            assert r.status_code == 404 and r.headers["content-type"] == "application/json"
+            assert r.json()["detail"].startswith("no task with this id")
+            assert app.state.feeds.listeners == set()
 
     run(check())
 
@@ -226,16 +229,18 @@ def test_malformed_task_id_is_404_json_without_a_thrift_hop(task_id: str) -> Non
 def test_streams_answer_503_quickly_when_the_thrift_server_is_unreachable() -> None:
     async def check() -> None:
         app = create_app(GatewaySettings(TSERVER_PORT=free_port(), THRIFT_CONNECT_TIMEOUT=0.5))
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
-                for path in ("/task/00000000-0000-4000-8000-000000000000/events", "/alltasks/events"):
-                    started = time.monotonic()
-                    r = await c.get(path)
-                    assert r.status_code == 503 and "unreachable" in r.json()["detail"], r.text
-                    assert r.headers["Retry-After"] == "5"
-                    assert time.monotonic() - started < 1.0
-                await asyncio.sleep(0.05)
-                assert app.state.feeds.listeners == set() and app.state.feeds.feeds == {}
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c,
+        ):
+            for path in ("/task/00000000-0000-4000-8000-000000000000/events", "/alltasks/events"):
+                started = time.monotonic()
+                r = await c.get(path)
+                assert r.status_code == 503 and "unreachable" in r.json()["detail"], r.text
+                assert r.headers["Retry-After"] == "5"
+                assert time.monotonic() - started < 1.0
+            await asyncio.sleep(0.05)
+            assert app.state.feeds.listeners == set() and app.state.feeds.feeds == {}
 
     run(check())
 
@@ -244,10 +249,12 @@ def test_streams_answer_503_quickly_when_the_thrift_server_is_unreachable() -> N
 def test_bad_list_stream_parameters_are_422(params: dict) -> None:
     async def check() -> None:
         app = create_app(GatewaySettings(TSERVER_PORT=free_port()))
-        async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c:
-                r = await c.get("/alltasks/events", params=params)
-                assert r.status_code == 422 and isinstance(r.json()["detail"], str)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c,
+        ):
+            r = await c.get("/alltasks/events", params=params)
+            assert r.status_code == 422 and isinstance(r.json()["detail"], str)
 
     run(check())
 
@@ -271,8 +278,9 @@ class RunningTask:
 
     async def call(self, method: str, task_id: str, **_: object) -> calcResult:
         assert method == "getTaskStatus"
-        return calcResult(id=task_id, status="PROGRESS", decimal=5, progress=10.0,
-                          pushqtime="2026-11-28T03:00:00+00:00")
+        return calcResult(
+            id=task_id, status="PROGRESS", decimal=5, progress=10.0, pushqtime="2026-11-28T03:00:00+00:00"
+        )
 
     async def close(self) -> None:
         pass
@@ -289,15 +297,26 @@ def test_an_exit_signal_ends_the_streams_and_still_reaches_the_servers_handler()
     async def check() -> None:
         app = create_app(GatewaySettings(TSERVER_PORT=free_port()))
         port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
-                                               ws="none", timeout_graceful_shutdown=5))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=port,
+                log_config=None,
+                access_log=False,
+                ws="none",
+                timeout_graceful_shutdown=5,
+            )
+        )
         serving = asyncio.create_task(server.serve())  # in the main thread: uvicorn takes over SIGTERM
         while not server.started:
             await asyncio.sleep(0.01)
         app.state.thrift = RunningTask()
         hub: FeedHub = app.state.feeds
-        async with (httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
-                    client.stream("GET", "/task/00000000-0000-4000-8000-000000000000/events") as response):
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
+            client.stream("GET", "/task/00000000-0000-4000-8000-000000000000/events") as response,
+        ):
             lines = response.aiter_lines()
             async for line in lines:
                 if line.startswith("data:"):
@@ -336,13 +355,16 @@ def test_stream_routes_are_documented_as_event_streams() -> None:
 
 def test_each_streams_events_are_described_by_name() -> None:
     spec = create_app(GatewaySettings()).openapi()
-    for path, names in (("/task/{id}/events", {"task", "unavailable", "gone"}),
-                        ("/alltasks/events", {"tasks", "host", "unavailable", "gone"})):
+    for path, names in (
+        ("/task/{id}/events", {"task", "unavailable", "gone"}),
+        ("/alltasks/events", {"tasks", "host", "unavailable", "gone"}),
+    ):
         content = spec["paths"][path]["get"]["responses"]["200"]["content"]
         assert set(content) == {"text/event-stream"}
         items = content["text/event-stream"]["itemSchema"]
-        assert set(items["discriminator"]["mapping"]) == names and len(items["oneOf"]) == len(set(
-            items["discriminator"]["mapping"].values()))
+        assert set(items["discriminator"]["mapping"]) == names and len(items["oneOf"]) == len(
+            set(items["discriminator"]["mapping"].values())
+        )
         for ref in items["oneOf"]:
             event = spec["components"]["schemas"][ref["$ref"].rsplit("/", 1)[-1]]
             assert event["properties"]["data"]["contentMediaType"] == "application/json"
@@ -367,8 +389,13 @@ def test_dashboard_page_and_files_are_served_with_a_strict_policy() -> None:
             assert (await c.get("/ui/", follow_redirects=False)).headers["location"] == "/ui"
             r = await c.get("/idl", follow_redirects=False)
             assert r.status_code == 307 and r.headers["location"] == "/idl/rpcinterface.html"
-            for bad in ("/ui/static/..%2F..%2Fpyproject.toml", "/ui/static/.hidden.js", "/ui/static/main.py",
-                        "/idl/..%2Fflow.dot", "/idl/nope.html"):
+            for bad in (
+                "/ui/static/..%2F..%2Fpyproject.toml",
+                "/ui/static/.hidden.js",
+                "/ui/static/main.py",
+                "/idl/..%2Fflow.dot",
+                "/idl/nope.html",
+            ):
                 assert (await c.get(bad)).status_code == 404, bad
 
     run(check())

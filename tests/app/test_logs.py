@@ -48,10 +48,13 @@ def lines(stream: io.StringIO) -> list[dict[str, object]]:
 
 def run_requests(port: int, provider: TracerProvider | None = None) -> tuple[str, str]:
     """A start and a cancellation through the real app: the started task's id, and the cancelled one's."""
+
     async def scenario() -> tuple[str, str]:
         app = create_app(GatewaySettings(TSERVER_PORT=port), tracer_provider=provider)
-        async with (app.router.lifespan_context(app),
-                    httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c):
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as c,
+        ):
             started = await c.post("/calcpi/4")
             cancelled = await c.delete(f"/task/{RUNNING}")
             assert (started.status_code, cancelled.status_code) == (202, 200)

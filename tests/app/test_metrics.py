@@ -51,8 +51,10 @@ def server() -> Iterator[ServerThread]:
 @asynccontextmanager
 async def gateway(port: int, **settings: object) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(GatewaySettings(TSERVER_PORT=port, **settings))  # type: ignore[arg-type]  # test overrides
-    async with (app.router.lifespan_context(app),
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client):
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client,
+    ):
         client.app = app  # type: ignore[attr-defined]  # the tests look inside it
         yield client
 
@@ -60,8 +62,11 @@ async def gateway(port: int, **settings: object) -> AsyncIterator[httpx.AsyncCli
 async def scrape(client: httpx.AsyncClient) -> Samples:
     r = await client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(r.text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -196,8 +201,11 @@ def test_outcomes_of_calls_that_fail(server: ServerThread) -> None:
 
     with socket.create_server(("127.0.0.1", 0)) as quiet:  # accepts, never answers
         timed_out = asyncio.run(silent(quiet.getsockname()[1]))
-    for samples, outcome in ((asyncio.run(unreachable()), "unavailable"), (timed_out, "timeout"),
-                             (asyncio.run(dropping()), "dropped")):
+    for samples, outcome in (
+        (asyncio.run(unreachable()), "unavailable"),
+        (timed_out, "timeout"),
+        (asyncio.run(dropping()), "dropped"),
+    ):
         assert series(samples, "thrift_client_calls_total") == {(("method", "getTaskStatus"), ("outcome", outcome))}
         assert value(samples, "thrift_client_calls_total", method="getTaskStatus", outcome=outcome) == 1
 
@@ -206,9 +214,15 @@ def test_every_outcome_is_one_of_the_fixed_list() -> None:
     from app.errors import ComputeDropped, ComputeFailed, ComputeTimeout, ComputeUnreachable
     from RPC.ttypes import BadTask
 
-    cases = {BadTask(message="x"): "idl_error", ComputeTimeout("x"): "timeout", ComputeUnreachable("x"): "unavailable",
-             ComputeDropped("x"): "dropped", ComputeFailed("x"): "failed", asyncio.CancelledError(): "cancelled",
-             RuntimeError("a bug"): "failed"}
+    cases = {
+        BadTask(message="x"): "idl_error",
+        ComputeTimeout("x"): "timeout",
+        ComputeUnreachable("x"): "unavailable",
+        ComputeDropped("x"): "dropped",
+        ComputeFailed("x"): "failed",
+        asyncio.CancelledError(): "cancelled",
+        RuntimeError("a bug"): "failed",
+    }
     for exc, outcome in cases.items():
         assert outcome_of(exc) == outcome
     assert {*cases.values(), "ok"} == set(OUTCOMES)

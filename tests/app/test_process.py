@@ -31,10 +31,16 @@ def server() -> Iterator[THeaderServer]:
 
 def start(tserver_port: int, **env: str) -> tuple[subprocess.Popen[str], str]:
     port = free_port()
-    environ = {**os.environ, "API_PORT": str(port), "TSERVER_PORT": str(tserver_port), **env,
-               "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "gen-py")])}
-    proc = subprocess.Popen([sys.executable, "-m", "app"], cwd=REPO, env=environ, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    environ = {
+        **os.environ,
+        "API_PORT": str(port),
+        "TSERVER_PORT": str(tserver_port),
+        **env,
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "gen-py")]),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app"], cwd=REPO, env=environ, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     api = f"http://127.0.0.1:{port}"
 
     def up() -> bool | None:
@@ -56,8 +62,14 @@ def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
 
 
 def test_json_logs_metrics_and_traces_of_the_real_process(server: THeaderServer) -> None:
-    proc, api = start(server.port, LOG_FORMAT="json", METRICS_ENABLED="true", OTEL_TRACES_EXPORTER="console",
-                      OTEL_BSP_SCHEDULE_DELAY="50", OTEL_SERVICE_NAME="gateway-under-test")
+    proc, api = start(
+        server.port,
+        LOG_FORMAT="json",
+        METRICS_ENABLED="true",
+        OTEL_TRACES_EXPORTER="console",
+        OTEL_BSP_SCHEDULE_DELAY="50",
+        OTEL_SERVICE_NAME="gateway-under-test",
+    )
     try:
         assert httpx.get(f"{api}/task/{ENDED}").status_code == 200
         page = httpx.get(f"{api}/metrics").text

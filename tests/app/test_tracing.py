@@ -52,8 +52,10 @@ async def gateway(port: int, exporter: InMemorySpanExporter | None) -> AsyncIter
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(exporter))
     app = create_app(GatewaySettings(TSERVER_PORT=port), tracer_provider=provider)
-    async with (app.router.lifespan_context(app),
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client):
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw") as client,
+    ):
         yield client
 
 
@@ -64,7 +66,8 @@ def one(spans: InMemorySpanExporter, kind: SpanKind) -> ReadableSpan:
 
 
 def test_a_server_span_and_a_child_client_span_whose_context_the_theader_request_carried(
-        server: THeaderServer, spans: InMemorySpanExporter) -> None:
+    server: THeaderServer, spans: InMemorySpanExporter
+) -> None:
     async def scenario() -> httpx.Response:
         async with gateway(server.port, spans) as c:
             return await c.get(f"/task/{ENDED}")
@@ -79,8 +82,12 @@ def test_a_server_span_and_a_child_client_span_whose_context_the_theader_request
     assert rpc.context.trace_id == http.context.trace_id
     keys = ("rpc.system", "rpc.service", "rpc.method", "net.peer.name", "net.peer.port")
     assert {k: rpc.attributes[k] for k in keys} == {
-        "rpc.system": "apache_thrift", "rpc.service": "RPCcelery", "rpc.method": "getTaskStatus",
-        "net.peer.name": "127.0.0.1", "net.peer.port": server.port}
+        "rpc.system": "apache_thrift",
+        "rpc.service": "RPCcelery",
+        "rpc.method": "getTaskStatus",
+        "net.peer.name": "127.0.0.1",
+        "net.peer.port": server.port,
+    }
     # What reached the Thrift server: a THeader request whose traceparent is the client span's context.
     assert server.client_types == [THeaderClientType.HEADERS]
     traceparent = server.headers[0][b"traceparent"].decode()
@@ -92,16 +99,21 @@ def test_a_server_span_and_a_child_client_span_whose_context_the_theader_request
 def test_every_route_that_calls_thrift_gets_its_client_span(server: THeaderServer, spans: InMemorySpanExporter) -> None:
     async def scenario() -> list[int]:
         async with gateway(server.port, spans) as c:
-            return [(await c.post("/calcpi/3")).status_code, (await c.delete(f"/task/{RUNNING}")).status_code,
-                    (await c.get(f"/task/{UNKNOWN}")).status_code]
+            return [
+                (await c.post("/calcpi/3")).status_code,
+                (await c.delete(f"/task/{RUNNING}")).status_code,
+                (await c.get(f"/task/{UNKNOWN}")).status_code,
+            ]
 
     assert asyncio.run(scenario()) == [202, 200, 404]
     finished = spans.get_finished_spans()
     servers = {s.context.span_id: s for s in finished if s.kind == SpanKind.SERVER}
     clients = [s for s in finished if s.kind == SpanKind.CLIENT]
     assert [(c.name, servers[c.parent.span_id].name) for c in clients if c.parent is not None] == [
-        ("queueCalcPi", "POST /calcpi/{decimal}"), ("cancelTask", "DELETE /task/{id}"),
-        ("getTaskStatus", "GET /task/{id}")]
+        ("queueCalcPi", "POST /calcpi/{decimal}"),
+        ("cancelTask", "DELETE /task/{id}"),
+        ("getTaskStatus", "GET /task/{id}"),
+    ]
     # A declared exception (unknown task) is an answer, not an error of the call; its kind is named.
     unknown = clients[2]
     assert unknown.status.status_code == StatusCode.UNSET and unknown.attributes is not None
@@ -124,18 +136,22 @@ def test_an_incoming_traceparent_is_continued(server: THeaderServer, spans: InMe
     assert server.headers[0][b"traceparent"].decode().startswith("00-0af7651916cd43dd8448eb211c80319c-")
 
 
-@pytest.mark.parametrize("traceparent", [
-    "garbage",
-    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",  # no flags
-    "00-00000000000000000000000000000000-b7ad6b7169203331-01",  # all-zero trace id
-    "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",  # all-zero span id
-    "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  # forbidden version
-    "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",  # upper case
-    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-" + "x" * 5000,
-    "",
-])
-def test_a_malformed_traceparent_starts_a_new_trace(traceparent: str, server: THeaderServer,
-                                                    spans: InMemorySpanExporter) -> None:
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        "garbage",
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331",  # no flags
+        "00-00000000000000000000000000000000-b7ad6b7169203331-01",  # all-zero trace id
+        "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",  # all-zero span id
+        "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",  # forbidden version
+        "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",  # upper case
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-" + "x" * 5000,
+        "",
+    ],
+)
+def test_a_malformed_traceparent_starts_a_new_trace(
+    traceparent: str, server: THeaderServer, spans: InMemorySpanExporter
+) -> None:
     async def scenario() -> httpx.Response:
         async with gateway(server.port, spans) as c:
             return await c.get(f"/task/{ENDED}", headers={"traceparent": traceparent, "tracestate": "=,=;;"})
@@ -151,8 +167,9 @@ def test_a_malformed_traceparent_starts_a_new_trace(traceparent: str, server: TH
 def test_tracing_off_speaks_plain_framed_binary(server: THeaderServer) -> None:
     async def scenario() -> int:
         async with gateway(server.port, None) as c:
-            return (await c.get(f"/task/{ENDED}", headers={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"})
-                    ).status_code
+            return (
+                await c.get(f"/task/{ENDED}", headers={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"})
+            ).status_code
 
     assert asyncio.run(scenario()) == 200
     assert server.client_types == [THeaderClientType.FRAMED_BINARY]
@@ -223,6 +240,7 @@ def test_the_real_thrift_server_reads_the_client_span_context(spans: InMemorySpa
     srv.server = ThriftServer(RPCcelery.Processor(srv.handler), "127.0.0.1", 0, srv.limits, observer=recording)
     srv.start()
     try:
+
         async def scenario() -> list[int]:
             async with gateway(srv.port, spans) as c:
                 return [(await c.get(f"/task/{KNOWN}")).status_code, (await c.get(f"/task/{UNKNOWN}")).status_code]
@@ -233,4 +251,5 @@ def test_the_real_thrift_server_reads_the_client_span_context(spans: InMemorySpa
     clients = [s for s in spans.get_finished_spans() if s.kind == SpanKind.CLIENT]
     assert [method for method, _ in recording.calls] == ["getTaskStatus", "getTaskStatus"]
     assert [h[b"traceparent"].decode().split("-")[1:3] for _, h in recording.calls] == [
-        [format(c.context.trace_id, "032x"), format(c.context.span_id, "016x")] for c in clients]
+        [format(c.context.trace_id, "032x"), format(c.context.span_id, "016x")] for c in clients
+    ]

@@ -26,9 +26,16 @@ RUNNING = "6c3f4d2e-9b5e-4a8f-8d1c-3e2f4a5b6c7d"
 
 def record(task_id: str, status: str, decimal: int = 2) -> calcResult:
     done = status == "SUCCESS"
-    return calcResult(id=task_id, status=status, pushqtime="2024-01-01T00:00:00Z", decimal=decimal,
-                      progress=100.0 if done else 0.0, result=3.14 if done else None,
-                      digits="3.14" if done else None, terms=400 if done else None)
+    return calcResult(
+        id=task_id,
+        status=status,
+        pushqtime="2024-01-01T00:00:00Z",
+        decimal=decimal,
+        progress=100.0 if done else 0.0,
+        result=3.14 if done else None,
+        digits="3.14" if done else None,
+        terms=400 if done else None,
+    )
 
 
 class Handler(RPCcelery.Iface):

@@ -97,8 +97,10 @@ class EventReader:
 
 @contextmanager
 def stream(url: str, headers: dict[str, str] | None = None, read_timeout: float = 10) -> Iterator[EventReader]:
-    with (httpx.Client(timeout=httpx.Timeout(5, read=read_timeout)) as client,
-          client.stream("GET", url, headers=headers) as response):
+    with (
+        httpx.Client(timeout=httpx.Timeout(5, read=read_timeout)) as client,
+        client.stream("GET", url, headers=headers) as response,
+    ):
         yield EventReader(response)
 
 
@@ -138,9 +140,11 @@ def test_task_stream_follows_a_task_to_success_and_ends(demo: Stack) -> None:
     # progress by its heartbeat, the end by its stop time. At most a poll interval plus a call.
     ages = [(e.wall - parse(e.body["heartbeat"])).total_seconds() for e in got if e.body["heartbeat"]]
     final_lag = (got[-1].wall - parse(last["stoptime"])).total_seconds()
-    print(f"\n{len(got)} events; progress states {statistics.median(ages) * 1000:.0f} ms old (median), "
-          f"{max(ages) * 1000:.0f} ms at most; SUCCESS reached the client {final_lag * 1000:.0f} ms after it "
-          "was written")
+    print(
+        f"\n{len(got)} events; progress states {statistics.median(ages) * 1000:.0f} ms old (median), "
+        f"{max(ages) * 1000:.0f} ms at most; SUCCESS reached the client {final_lag * 1000:.0f} ms after it "
+        "was written"
+    )
     assert max([*ages, final_lag]) < events.POLL_INTERVAL + 0.75
 
 
@@ -185,8 +189,10 @@ def test_cancel_ends_the_stream_with_a_revoked_event(demo: Stack) -> None:
         assert r.status_code == 200 and r.json()["status"] == "REVOKED"
         final = reader.until(lambda e: e.body["status"] != "PROGRESS")
         assert reader.next() is None
-    print(f"\nREVOKED event {(final.at - asked) * 1000:.0f} ms after DELETE was sent "
-          f"(the DELETE itself took {r.elapsed.total_seconds() * 1000:.0f} ms)")
+    print(
+        f"\nREVOKED event {(final.at - asked) * 1000:.0f} ms after DELETE was sent "
+        f"(the DELETE itself took {r.elapsed.total_seconds() * 1000:.0f} ms)"
+    )
     assert final.body["status"] == "REVOKED" and final.body["stoptime"] and final.body["digits"] is None
     assert final.at - asked < 3
 
@@ -218,8 +224,11 @@ def gateway(demo: Stack) -> Iterator[tuple[str, object]]:
     """A gateway on a free port in a thread, talking to the demo stack's Thrift server."""
     app = create_app(GatewaySettings(TSERVER_PORT=demo.tserver_port))
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False,
-                                           ws="none", timeout_graceful_shutdown=3))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_config=None, access_log=False, ws="none", timeout_graceful_shutdown=3
+        )
+    )
     thread = threading.Thread(target=server.run, name="gateway", daemon=True)
     thread.start()
     wait_for(lambda: server.started, 10, "the in-process gateway to start")
@@ -230,8 +239,9 @@ def gateway(demo: Stack) -> Iterator[tuple[str, object]]:
         thread.join(10)
 
 
-def test_streams_are_bounded_and_a_departed_client_frees_its_stream(demo: Stack,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_streams_are_bounded_and_a_departed_client_frees_its_stream(
+    demo: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(sse, "KEEPALIVE", 0.3)
     with gateway(demo) as (api, app):
         hub = app.state.feeds  # type: ignore[attr-defined]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -53,7 +53,7 @@ def test_host_status(stack: Stack) -> None:
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_start_answers_202_with_the_waiting_task(stack: Stack, method: str) -> None:
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     r = httpx.request(method, stack.api + "/calcpi/3", timeout=10)
     assert r.status_code == 202, r.text
     body = r.json()
@@ -105,9 +105,25 @@ def test_progress_is_reported_while_running_and_never_goes_back(stack: Stack) ->
 def test_waiting_task_shows_nulls_until_it_runs(stack: Stack) -> None:
     created = httpx.post(f"{stack.api}/calcpi/2", timeout=10).json()
     body = httpx.get(f"{stack.api}/task/{created['id']}", timeout=5).json()
-    assert set(body) == {"id", "status", "decimal", "progress", "result", "digits", "terms", "error",
-                         "attempts", "stalled", "heartbeat", "pushqtime", "starttime", "stoptime",
-                         "chunks_done", "chunks_total", "hosts"}
+    assert set(body) == {
+        "id",
+        "status",
+        "decimal",
+        "progress",
+        "result",
+        "digits",
+        "terms",
+        "error",
+        "attempts",
+        "stalled",
+        "heartbeat",
+        "pushqtime",
+        "starttime",
+        "stoptime",
+        "chunks_done",
+        "chunks_total",
+        "hosts",
+    }
     if body["status"] == "WAITING":
         assert body["starttime"] is None and body["stoptime"] is None and body["digits"] is None
         assert (body["chunks_done"], body["chunks_total"], body["hosts"]) == (0, 0, [])
@@ -132,7 +148,9 @@ def test_alltasks_lists_newest_first_with_paging(stack: Stack) -> None:
     assert done and all(t["status"] == "SUCCESS" for t in done)
 
 
-@pytest.mark.parametrize("value", ["abc", "0", "-1", "1.5", "11", "128", "99999999999999999999999", "1e3", "%00", "0x5", "1,5"])
+@pytest.mark.parametrize(
+    "value", ["abc", "0", "-1", "1.5", "11", "128", "99999999999999999999999", "1e3", "%00", "0x5", "1,5"]
+)
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_bad_decimal_is_422_naming_the_range(stack: Stack, method: str, value: str) -> None:
     before = set(stack.state_dir.glob("*.json"))
@@ -142,10 +160,17 @@ def test_bad_decimal_is_422_naming_the_range(stack: Stack, method: str, value: s
     assert set(stack.state_dir.glob("*.json")) == before, "a rejected request created a task"
 
 
-@pytest.mark.parametrize("task_id", [
-    "00000000-0000-4000-8000-000000000000", "not-a-uuid", "..%2F..%2Fetc%2Fpasswd", "....",
-    "5B2F3C1E-8A4D-4F7E-9C0B-2D1E3F4A5B6C", "x" * 5000,
-])
+@pytest.mark.parametrize(
+    "task_id",
+    [
+        "00000000-0000-4000-8000-000000000000",
+        "not-a-uuid",
+        "..%2F..%2Fetc%2Fpasswd",
+        "....",
+        "5B2F3C1E-8A4D-4F7E-9C0B-2D1E3F4A5B6C",
+        "x" * 5000,
+    ],
+)
 def test_unknown_or_malformed_task_is_404(stack: Stack, task_id: str) -> None:
     r = httpx.get(f"{stack.api}/task/{task_id}", timeout=10)
     assert r.status_code == 404
@@ -200,6 +225,10 @@ def test_supervisor_ui_requires_credentials(stack: Stack) -> None:
     assert page.status_code == 200 and "tserver" in page.text and "worker" in page.text
     status = stack.supervisorctl("status").stdout
     assert re.search(r"tserver\s+RUNNING", status) and re.search(r"worker\s+RUNNING", status)
-    log = httpx.get(f"{stack.supervisor_url}/tail.html", params={"processname": "tserver"},
-                    auth=(stack.user, stack.password), timeout=5)
+    log = httpx.get(
+        f"{stack.supervisor_url}/tail.html",
+        params={"processname": "tserver"},
+        auth=(stack.user, stack.password),
+        timeout=5,
+    )
     assert log.status_code == 200 and "serving RPCcelery" in log.text

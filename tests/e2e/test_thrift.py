@@ -62,10 +62,21 @@ def test_bad_decimal_raises_the_idl_exception(client: RPCcelery.Client, decimal:
     assert (caught.value.min_decimal, caught.value.max_decimal) == (1, 10)
 
 
-@pytest.mark.parametrize("task_id", [
-    "", "../../etc/passwd", "/etc/passwd", "..", ".", "x" * 100_000, "\x00", "é" * 36,
-    "00000000-0000-4000-8000-000000000000", "00000000-0000-4000-8000-000000000000/../x",
-])
+@pytest.mark.parametrize(
+    "task_id",
+    [
+        "",
+        "../../etc/passwd",
+        "/etc/passwd",
+        "..",
+        ".",
+        "x" * 100_000,
+        "\x00",
+        "é" * 36,
+        "00000000-0000-4000-8000-000000000000",
+        "00000000-0000-4000-8000-000000000000/../x",
+    ],
+)
 def test_hostile_ids_raise_bad_task(client: RPCcelery.Client, task_id: str) -> None:
     with pytest.raises(BadTask):
         client.getTaskStatus(task_id)
@@ -74,8 +85,9 @@ def test_hostile_ids_raise_bad_task(client: RPCcelery.Client, task_id: str) -> N
 
 def test_client_generated_from_the_original_idl_still_works(stack: Stack, tmp_path: Path) -> None:
     (tmp_path / "original.thrift").write_text(ORIGINAL_IDL)
-    subprocess.run(["thrift", "--gen", "py", "-out", str(tmp_path), str(tmp_path / "original.thrift")],
-                   check=True, timeout=60)
+    subprocess.run(
+        ["thrift", "--gen", "py", "-out", str(tmp_path), str(tmp_path / "original.thrift")], check=True, timeout=60
+    )
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(tmp_path)!r})

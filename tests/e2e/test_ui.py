@@ -25,8 +25,16 @@ from testing.waiting import wait_for
 from tests.e2e.test_routes import rounded_pi
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 DEMO_SECONDS = 3.0
 # Every wait below is for a condition; these only bound how long a broken page may take to fail.
 STEP_MS = 10_000
@@ -38,8 +46,14 @@ pytestmark = pytest.mark.timeout(120)
 def demo(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """A stack of its own whose tasks take at least DEMO_SECONDS, so bars visibly move."""
     # d=10 and below run whole (at the demo pace); d=11 is split into ~22 chunks.
-    with running_stack(tmp_path_factory.mktemp("ui"), broker_url, DEMO_MIN_SECONDS=str(DEMO_SECONDS), MAX_DECIMAL="11",
-                       SPLIT_MIN_TERMS=str(10**11), SPLIT_CHUNK_TERMS=str(10**10)) as s:
+    with running_stack(
+        tmp_path_factory.mktemp("ui"),
+        broker_url,
+        DEMO_MIN_SECONDS=str(DEMO_SECONDS),
+        MAX_DECIMAL="11",
+        SPLIT_MIN_TERMS=str(10**11),
+        SPLIT_CHUNK_TERMS=str(10**10),
+    ) as s:
         yield s
 
 
@@ -95,14 +109,20 @@ def test_start_a_task_from_the_form_and_watch_it_reach_the_digits(page: Page, de
     bar = row(page, task_id).locator("[data-field=progress]")
     bar.wait_for()
     # Record every value the bar shows, from inside the page, until the task ends.
-    page.evaluate("""(id) => {
+    page.evaluate(
+        """(id) => {
         const bar = document.querySelector(`tr[data-id='${id}'] [data-field=progress]`);
         window.seen = [Number(bar.getAttribute('aria-valuenow'))];
         new MutationObserver(() => window.seen.push(Number(bar.getAttribute('aria-valuenow'))))
             .observe(bar, {attributes: true, attributeFilter: ['aria-valuenow']});
-    }""", task_id)
-    page.wait_for_function("(id) => document.querySelector(`tr[data-id='${id}']`).dataset.status === 'SUCCESS'",
-                           arg=task_id, timeout=DEMO_SECONDS * 1000 + STEP_MS)
+    }""",
+        task_id,
+    )
+    page.wait_for_function(
+        "(id) => document.querySelector(`tr[data-id='${id}']`).dataset.status === 'SUCCESS'",
+        arg=task_id,
+        timeout=DEMO_SECONDS * 1000 + STEP_MS,
+    )
     seen = page.evaluate("window.seen")
     assert seen == sorted(seen), f"the bar went back: {seen}"
     assert len({p for p in seen if 0 < p < 100}) >= 3, f"the bar did not visibly advance: {seen}"
@@ -118,17 +138,22 @@ def test_cancel_from_the_dashboard_then_reload_shows_the_same_state(page: Page, 
     done = httpx.post(f"{demo.api}/calcpi/2", timeout=10).json()["id"]
     victim = httpx.post(f"{demo.api}/calcpi/10", timeout=10).json()["id"]  # far longer than this test
     open_dashboard(page, demo)
-    page.wait_for_function("(id) => document.querySelector(`tr[data-id='${id}']`)?.dataset.status === 'PROGRESS'",
-                           arg=victim)
+    page.wait_for_function(
+        "(id) => document.querySelector(`tr[data-id='${id}']`)?.dataset.status === 'PROGRESS'", arg=victim
+    )
     clicked = time.monotonic()
     row(page, victim).locator("button.cancel").click()
-    page.wait_for_function("(id) => document.querySelector(`tr[data-id='${id}']`).dataset.status === 'REVOKED'",
-                           arg=victim)
+    page.wait_for_function(
+        "(id) => document.querySelector(`tr[data-id='${id}']`).dataset.status === 'REVOKED'", arg=victim
+    )
     print(f"\nREVOKED shown {(time.monotonic() - clicked) * 1000:.0f} ms after the click on Cancel")
     assert row(page, victim).locator("button.cancel").count() == 0
     assert httpx.get(f"{demo.api}/task/{victim}", timeout=5).json()["status"] == "REVOKED"
-    page.wait_for_function("(id) => document.querySelector(`tr[data-id='${id}']`)?.dataset.status === 'SUCCESS'",
-                           arg=done, timeout=DEMO_SECONDS * 1000 + STEP_MS)
+    page.wait_for_function(
+        "(id) => document.querySelector(`tr[data-id='${id}']`)?.dataset.status === 'SUCCESS'",
+        arg=done,
+        timeout=DEMO_SECONDS * 1000 + STEP_MS,
+    )
     before = {task_id: texts(page, task_id) for task_id in (done, victim)}
 
     page.reload()
@@ -159,7 +184,9 @@ def test_a_split_task_is_one_bar_in_segments(page: Page, demo: Stack) -> None:
     page.wait_for_function(
         "([id, total]) => new RegExp(`^[1-9]\\d*/${total} chunks · 1 host$`)"
         ".test(document.querySelector(`tr[data-id='${id}'] .chunks`).textContent)",
-        arg=[task_id, total], timeout=STEP_MS * 3)
+        arg=[task_id, total],
+        timeout=STEP_MS * 3,
+    )
     segment = cells.locator(".track.segmented").evaluate("t => getComputedStyle(t).getPropertyValue('--segment')")
     assert float(segment.strip().rstrip("%")) == pytest.approx(100 / total)
     assert httpx.delete(f"{demo.api}/task/{task_id}", timeout=10).json()["status"] == "REVOKED"
@@ -177,18 +204,24 @@ def test_the_page_reconnects_when_the_gateway_restarts(page: Page, demo: Stack, 
     demo.start_gateway()
     restarted = time.monotonic()
     page.wait_for_selector("#conn[data-state='live']")
-    print(f"\ngateway stopped in {stopped * 1000:.0f} ms with a stream open; the page was live again "
-          f"{(time.monotonic() - restarted) * 1000:.0f} ms after the new gateway answered")
+    print(
+        f"\ngateway stopped in {stopped * 1000:.0f} ms with a stream open; the page was live again "
+        f"{(time.monotonic() - restarted) * 1000:.0f} ms after the new gateway answered"
+    )
     assert stopped < 3, "an open event stream held up the gateway's shutdown"
-    page.wait_for_function("(id) => document.querySelector(`tr[data-id='${id}']`)?.dataset.status === 'SUCCESS'",
-                           arg=task_id, timeout=DEMO_SECONDS * 1000 + STEP_MS)
+    page.wait_for_function(
+        "(id) => document.querySelector(`tr[data-id='${id}']`)?.dataset.status === 'SUCCESS'",
+        arg=task_id,
+        timeout=DEMO_SECONDS * 1000 + STEP_MS,
+    )
     assert row(page, task_id).locator("[data-field=value]").inner_text() == "3.1"
     # The browser logs each refused reconnect while the gateway is down; nothing else is expected.
     page_errors[:] = [e for e in page_errors if "ERR_CONNECTION_REFUSED" not in e]
 
 
-def test_the_page_loads_only_from_the_gateway_and_fits_a_narrow_screen(browser: Browser, demo: Stack,
-                                                                        tmp_path: Path) -> None:
+def test_the_page_loads_only_from_the_gateway_and_fits_a_narrow_screen(
+    browser: Browser, demo: Stack, tmp_path: Path
+) -> None:
     folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
     for _ in range(3):  # something running and something finished, to show both
         httpx.post(f"{demo.api}/calcpi/8", timeout=10)
@@ -206,7 +239,8 @@ def test_the_page_loads_only_from_the_gateway_and_fits_a_narrow_screen(browser: 
         page.wait_for_selector("#task-rows tr[data-status='PROGRESS']")
         # A few host samples, so the CPU chart has a line to show (one a second).
         page.wait_for_function(
-            "() => document.querySelector('#cpu-history .line').getAttribute('d').split('L').length >= 4")
+            "() => document.querySelector('#cpu-history .line').getAttribute('d').split('L').length >= 4"
+        )
         for width, height, name in ((1360, 900, "dashboard.png"), (390, 844, "dashboard-narrow.png")):
             page.set_viewport_size({"width": width, "height": height})
             page.wait_for_function(f"() => window.innerWidth === {width}")

@@ -11,7 +11,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,8 +49,14 @@ class FaultStack(Stack):
 
 
 @contextmanager
-def running_stack(root: Path, broker_url: str, queue: str | None = None, state_backend: str = "files",
-                  redis_url: str = "", **settings: str) -> Iterator[FaultStack]:
+def running_stack(
+    root: Path,
+    broker_url: str,
+    queue: str | None = None,
+    state_backend: str = "files",
+    redis_url: str = "",
+    **settings: str,
+) -> Iterator[FaultStack]:
     """A started FaultStack, stopped (and its queue deleted) on exit."""
     stack = FaultStack(root=root, broker_url=broker_url, settings=settings, state_backend=state_backend)
     if queue is not None:
@@ -82,6 +88,7 @@ def queue_depth(broker_url: str, queue: str) -> int:
 
 # -- the REST API ------------------------------------------------------------------------------------
 
+
 def start_task(stack: Stack, decimal: int) -> str:
     r = httpx.post(f"{stack.api}/calcpi/{decimal}", timeout=10)
     assert r.status_code == 202, r.text
@@ -96,6 +103,7 @@ def task(stack: Stack, task_id: str) -> dict:
 
 def wait_task(stack: Stack, task_id: str, what: str, check: Callable[[dict], bool], timeout: float = 60) -> dict:
     """Poll GET /task/{id} until check(body) holds; the body."""
+
     def matches() -> dict | None:
         body = task(stack, task_id)
         return body if check(body) else None
@@ -108,11 +116,17 @@ def wait_ended(stack: Stack, task_id: str, timeout: float = 60) -> dict:
 
 
 def wait_running(stack: Stack, task_id: str, attempt: int = 1, timeout: float = 30) -> dict:
-    return wait_task(stack, task_id, f"to run (attempt {attempt})",
-                     lambda b: b["status"] == "PROGRESS" and b["attempts"] == attempt, timeout)
+    return wait_task(
+        stack,
+        task_id,
+        f"to run (attempt {attempt})",
+        lambda b: b["status"] == "PROGRESS" and b["attempts"] == attempt,
+        timeout,
+    )
 
 
 # -- processes ---------------------------------------------------------------------------------------
+
 
 def program_pid(stack: Stack, name: str) -> int:
     """The pid supervisord reports for one of its programs (0 if it is not running)."""
@@ -130,8 +144,12 @@ def program_state(stack: Stack, name: str) -> str:
 def wait_restarted(stack: Stack, name: str, old_pid: int, timeout: float = 30) -> tuple[int, float]:
     """Wait until supervisord runs `name` again under a new pid; (the pid, seconds it took)."""
     started = time.monotonic()
-    pid = wait_for(lambda: (p := program_pid(stack, name)) not in (0, old_pid) and p, timeout,
-                   f"supervisord to restart {name}" + stack.logs_hint(), interval=0.05)
+    pid = wait_for(
+        lambda: (p := program_pid(stack, name)) not in (0, old_pid) and p,
+        timeout,
+        f"supervisord to restart {name}" + stack.logs_hint(),
+        interval=0.05,
+    )
     return pid, time.monotonic() - started  # type: ignore[return-value]
 
 
@@ -165,10 +183,8 @@ def kill_tree(root: psutil.Process) -> list[int]:
     """SIGKILL a process and all its descendants at once; their pids."""
     procs = [root, *root.children(recursive=True)]
     for proc in procs:
-        try:
+        with suppress(psutil.NoSuchProcess):
             proc.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
     psutil.wait_procs(procs, timeout=5)
     return [p.pid for p in procs]
 
@@ -186,6 +202,7 @@ def alive(pids: list[int]) -> list[int]:
 
 
 # -- state files -------------------------------------------------------------------------------------
+
 
 def state_file(stack: Stack, task_id: str) -> dict:
     """The task's state file, as the worker last wrote it."""
@@ -220,7 +237,5 @@ def rss_mb(pid: int) -> float:
 
 
 def send_signal(pid: int, signum: int) -> None:
-    try:
+    with suppress(ProcessLookupError):
         os.kill(pid, signum)
-    except ProcessLookupError:
-        pass

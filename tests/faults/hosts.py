@@ -9,6 +9,7 @@ be made the test fails saying so.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -25,8 +26,10 @@ from testing.relay import Relay
 def _ip(*args: str) -> None:
     run = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
     if run.returncode != 0:
-        pytest.fail(f"`ip {' '.join(args)}` failed ({run.stderr.strip()}): these tests simulate hosts with "
-                    "network namespaces and need root with CAP_NET_ADMIN (and iproute2)")
+        pytest.fail(
+            f"`ip {' '.join(args)}` failed ({run.stderr.strip()}): these tests simulate hosts with "
+            "network namespaces and need root with CAP_NET_ADMIN (and iproute2)"
+        )
 
 
 @dataclass
@@ -67,11 +70,30 @@ class Host:
     def spawn(self, command: list[str], env: dict[str, str], hidden: list[Path], log: Path) -> subprocess.Popen[bytes]:
         """Run `command` on this host, with its own host name and `hidden` folders out of its sight."""
         mounts = " && ".join(f"mount -t tmpfs -o size=1m tmpfs {shlex.quote(str(p))}" for p in hidden)
-        script = f"hostname {shlex.quote(self.hostname or self.name)} && {mounts or 'true'} && exec {shlex.join(command)}"
+        script = (
+            f"hostname {shlex.quote(self.hostname or self.name)} && {mounts or 'true'} && exec {shlex.join(command)}"
+        )
         out = open(log, "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(["ip", "netns", "exec", self.name, "unshare", "--mount", "--uts",
-                                 "--propagation", "private", "sh", "-c", script],
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                "ip",
+                "netns",
+                "exec",
+                self.name,
+                "unshare",
+                "--mount",
+                "--uts",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         out.close()
         self.procs.append(proc)
         return proc
@@ -85,10 +107,8 @@ class Host:
         """kill -9 of everything running on this host (as a host that loses power)."""
         pids = self.pids()
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         for proc in self.procs:
             proc.wait(10)
         return pids

@@ -7,6 +7,7 @@ cookie (HOME) in a temporary folder. Only epmd (port 4369) is shared, which is w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -31,8 +32,10 @@ def _script(name: str) -> str:
         return str(_SCRIPTS / name)
     found = shutil.which(name)
     if found is None:
-        pytest.fail(f"{name} is not installed: these tests start a private RabbitMQ node "
-                    "(Debian: apt-get install rabbitmq-server)")
+        pytest.fail(
+            f"{name} is not installed: these tests start a private RabbitMQ node "
+            "(Debian: apt-get install rabbitmq-server)"
+        )
     return found
 
 
@@ -80,8 +83,14 @@ class PrivateRabbit:
         )
         started = time.monotonic()
         with open(self.base / "server.out", "ab") as out:
-            self.proc = subprocess.Popen([_script("rabbitmq-server")], cwd=self.base, env=self.env(),
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [_script("rabbitmq-server")],
+                cwd=self.base,
+                env=self.env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = started + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -113,8 +122,13 @@ class PrivateRabbit:
             return 0.0
         assert self.proc is not None
         started = time.monotonic()
-        subprocess.run([_script("rabbitmqctl"), "-n", self.name, "stop"], env=self.env(), cwd=self.base,
-                       capture_output=True, timeout=timeout)
+        subprocess.run(
+            [_script("rabbitmqctl"), "-n", self.name, "stop"],
+            env=self.env(),
+            cwd=self.base,
+            capture_output=True,
+            timeout=timeout,
+        )
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -126,14 +140,10 @@ class PrivateRabbit:
         if self.proc is None:
             return
         self.thaw()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            pass
 
     def freeze(self) -> None:
         """SIGSTOP the Erlang VM: its sockets stay open and accept connections, but nothing answers."""
@@ -142,10 +152,8 @@ class PrivateRabbit:
 
     def thaw(self) -> None:
         for proc in self._vm():
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 proc.resume()
-            except psutil.NoSuchProcess:
-                pass
 
     def _vm(self) -> list[psutil.Process]:
         if not self.running:

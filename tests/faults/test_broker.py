@@ -63,8 +63,11 @@ def broker_up(node: PrivateRabbit, stack: FaultStack) -> Iterator[None]:
     node.thaw()
     if not node.running:
         node.start()
-    wait_for(lambda: httpx.post(f"{stack.api}/calcpi/1", timeout=10).status_code == 202, 30,
-             "the product to accept tasks again")
+    wait_for(
+        lambda: httpx.post(f"{stack.api}/calcpi/1", timeout=10).status_code == 202,
+        30,
+        "the product to accept tasks again",
+    )
 
 
 def task_files(stack: FaultStack) -> set[str]:
@@ -84,7 +87,8 @@ def compute_pids(stack: FaultStack) -> tuple[int, int, int]:
 
 
 def test_broker_stopped_post_is_503_reads_answer_and_it_recovers_by_itself(
-        stack: FaultStack, node: PrivateRabbit, broker_up: None) -> None:
+    stack: FaultStack, node: PrivateRabbit, broker_up: None
+) -> None:
     done = start_task(stack, 3)
     assert wait_ended(stack, done)["digits"] == "3.142"
     pids = compute_pids(stack)
@@ -121,8 +125,9 @@ def test_broker_stopped_post_is_503_reads_answer_and_it_recovers_by_itself(
     assert compute_pids(stack) == pids, "a process was restarted to recover"
 
 
-def test_tasks_published_before_a_broker_restart_all_run(stack: FaultStack, node: PrivateRabbit,
-                                                        broker_up: None) -> None:
+def test_tasks_published_before_a_broker_restart_all_run(
+    stack: FaultStack, node: PrivateRabbit, broker_up: None
+) -> None:
     assert "stopped" in stack.supervisorctl("stop", "worker").stdout
     try:
         ids = [start_task(stack, decimal) for decimal in (2, 3, 4, 5)]
@@ -137,8 +142,9 @@ def test_tasks_published_before_a_broker_restart_all_run(stack: FaultStack, node
     assert wait_ended(stack, start_task(stack, 2))["digits"] == "3.14"
 
 
-def test_frozen_broker_post_is_503_in_time_and_reads_stay_quick(stack: FaultStack, node: PrivateRabbit,
-                                                                broker_up: None) -> None:
+def test_frozen_broker_post_is_503_in_time_and_reads_stay_quick(
+    stack: FaultStack, node: PrivateRabbit, broker_up: None
+) -> None:
     """A broker that accepts TCP but never answers (SIGSTOP) is the worst case for every timeout."""
     done = start_task(stack, 2)  # the tserver now holds an open publishing connection
     wait_ended(stack, done)
@@ -152,8 +158,10 @@ def test_frozen_broker_post_is_503_in_time_and_reads_stay_quick(stack: FaultStac
     finally:
         node.thaw()
     slowest = max(took for _, took in answers)
-    print(f"frozen broker: 16 concurrent POSTs answered in {min(t for _, t in answers):.2f}..{slowest:.2f} s; "
-          + ", ".join(f"GET {p} {r.status_code} in {t * 1000:.0f} ms" for p, (r, t) in reads.items()))
+    print(
+        f"frozen broker: 16 concurrent POSTs answered in {min(t for _, t in answers):.2f}..{slowest:.2f} s; "
+        + ", ".join(f"GET {p} {r.status_code} in {t * 1000:.0f} ms" for p, (r, t) in reads.items())
+    )
     for r, _ in answers:
         assert r.status_code == 503 and r.json()["detail"], r.text
     assert slowest < 5, f"a POST took {slowest:.2f} s with the broker frozen"
@@ -176,6 +184,9 @@ def test_a_post_refused_with_503_queues_nothing(stack: FaultStack, node: Private
     after = task_files(stack)
     # A message the broker confirmed too late is in the queue: its record may exist, but only as
     # REVOKED (not accepted), never run to an end.
-    ghosts = {name: Path(stack.state_dir / name).read_text()[:160] for name in after - before
-              if json.loads(Path(stack.state_dir / name).read_text())["status"] != "REVOKED"}
+    ghosts = {
+        name: Path(stack.state_dir / name).read_text()[:160]
+        for name in after - before
+        if json.loads(Path(stack.state_dir / name).read_text())["status"] != "REVOKED"
+    }
     assert not ghosts, f"a task refused with 503 ({r.json()['detail']!r}) ran anyway: {ghosts}"

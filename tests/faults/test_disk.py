@@ -42,11 +42,17 @@ def small_disk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("disk")
     folder = root / "results"
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(folder)],
-                             capture_output=True, text=True, timeout=30)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip()}): "
-                    "the disk-full tests need root with CAP_SYS_ADMIN")
+        pytest.skip(
+            f"cannot mount a small tmpfs here ({mounted.stderr.strip()}): "
+            "the disk-full tests need root with CAP_SYS_ADMIN"
+        )
     try:
         yield root
     finally:
@@ -118,8 +124,10 @@ def test_full_disk_post_is_503_nothing_crashes_and_it_recovers(stack: FaultStack
     body = wait_ended(stack, start_task(stack, 4), timeout=30)
     assert body["status"] == "SUCCESS" and body["digits"] == "3.1416"
     body = wait_ended(stack, running, timeout=60)
-    print(f"space back: the task running when the disk filled ended {time.monotonic() - freed_at:.1f} s later "
-          f"(attempts {body['attempts']})")
+    print(
+        f"space back: the task running when the disk filled ended {time.monotonic() - freed_at:.1f} s later "
+        f"(attempts {body['attempts']})"
+    )
     assert body["status"] == "SUCCESS" and body["digits"] == "3.142", body
     assert state_file(stack, running)["status"] == "SUCCESS"
     assert {name: program_pid(stack, name) for name in pids} == pids

@@ -7,6 +7,7 @@ body must match the schema the gateway publishes.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Iterator
@@ -37,8 +38,11 @@ def test_property_based_run_over_the_openapi_schema(stack: FaultStack) -> None:
     schema = schemathesis.openapi.from_url(f"{stack.api}/openapi.json")
     streams = event_streams(httpx.get(f"{stack.api}/openapi.json", timeout=10).json())
     run_checks = [
-        checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
-        checks.response_headers_conformance, checks.response_schema_conformance,
+        checks.not_a_server_error,
+        checks.status_code_conformance,
+        checks.content_type_conformance,
+        checks.response_headers_conformance,
+        checks.response_schema_conformance,
         checks.negative_data_rejection,  # input outside the schema is refused with a 4xx
         checks.positive_data_acceptance,  # input the schema allows is not refused
     ]
@@ -52,8 +56,10 @@ def test_property_based_run_over_the_openapi_schema(stack: FaultStack) -> None:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             calls += explore(operation, mode, run_checks, failures)
     took = time.monotonic() - started
-    print(f"schemathesis: {calls} calls in {took:.1f} s, {len(failures)} distinct failures"
-          + (f" (not called: the event streams {sorted(streams)})" if streams else ""))
+    print(
+        f"schemathesis: {calls} calls in {took:.1f} s, {len(failures)} distinct failures"
+        + (f" (not called: the event streams {sorted(streams)})" if streams else "")
+    )
     assert took < 90
     assert calls > 100  # it really ran: a broken schema or loader would make few or no calls
     assert not failures, "schemathesis found:\n" + "\n".join(f"{k}\n    {v}" for k, v in failures.items())
@@ -67,8 +73,14 @@ def explore(operation, mode, run_checks: list, failures: dict[str, str]) -> int:
     calls = 0
     slow = False
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=operation.as_strategy(generation_mode=mode))
     def call(case) -> None:
         nonlocal calls, slow
@@ -86,17 +98,19 @@ def explore(operation, mode, run_checks: list, failures: dict[str, str]) -> int:
             key = f"{operation.label} [{mode.value}] {headline}"
             failures.setdefault(key, next((line for line in lines if line.startswith("curl ")), ""))
 
-    try:
+    with contextlib.suppress(Unsatisfiable):  # nothing to vary (no parameters), or no value outside the schema
         call()
-    except Unsatisfiable:
-        pass  # nothing to vary (no parameters), or no value outside the schema to send
     return calls
 
 
 def event_streams(openapi: dict) -> set[str]:
     """Labels ("GET /path") of the operations that answer with a text/event-stream."""
-    return {f"{method.upper()} {path}" for path, item in openapi["paths"].items() for method, op in item.items()
-            if any("text/event-stream" in r.get("content", {}) for r in op.get("responses", {}).values())}
+    return {
+        f"{method.upper()} {path}"
+        for path, item in openapi["paths"].items()
+        for method, op in item.items()
+        if any("text/event-stream" in r.get("content", {}) for r in op.get("responses", {}).values())
+    }
 
 
 def raw_request(stack: FaultStack, target: bytes, method: bytes = b"GET") -> tuple[int, bytes, bytes, float]:
@@ -153,8 +167,9 @@ def test_hostile_urls_get_a_quick_clear_4xx(stack: FaultStack, method: bytes) ->
     for label, target in HOSTILE_TARGETS.items():
         status, head, body, took = raw_request(stack, target, method)
         if 300 <= status < 400:  # a slash redirect: where it leads must be refused as well
-            location = next(line.split(b":", 1)[1].strip() for line in head.split(b"\r\n")
-                            if line.lower().startswith(b"location:"))
+            location = next(
+                line.split(b":", 1)[1].strip() for line in head.split(b"\r\n") if line.lower().startswith(b"location:")
+            )
             status, head, body, more = raw_request(stack, location.split(b"127.0.0.1:%d" % stack.api_port)[-1], method)
             took += more
         answers[label] = status

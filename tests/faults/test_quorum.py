@@ -19,8 +19,13 @@ pytestmark = pytest.mark.timeout(240)
 @pytest.fixture(scope="module")
 def stack(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
     # d=10 (2.5e10 terms) is split into 13 chunks of 2e9; d=5 runs whole.
-    with running_stack(tmp_path_factory.mktemp("quorum"), broker_url, CELERY_QUEUE_TYPE="quorum",
-                       SPLIT_MIN_TERMS="1000000000", SPLIT_CHUNK_TERMS="2000000000") as s:
+    with running_stack(
+        tmp_path_factory.mktemp("quorum"),
+        broker_url,
+        CELERY_QUEUE_TYPE="quorum",
+        SPLIT_MIN_TERMS="1000000000",
+        SPLIT_CHUNK_TERMS="2000000000",
+    ) as s:
         yield s
 
 
@@ -28,8 +33,9 @@ def _queue_type(broker_url: str, queue: str) -> str:
     # A passive declaration with the other type's arguments is refused: that tells the type.
     with Connection(broker_url, connect_timeout=3) as conn:
         try:
-            conn.default_channel.queue_declare(queue=queue, durable=True, auto_delete=False, exclusive=False,
-                                               arguments={"x-queue-type": "quorum"})
+            conn.default_channel.queue_declare(
+                queue=queue, durable=True, auto_delete=False, exclusive=False, arguments={"x-queue-type": "quorum"}
+            )
         except Exception:  # noqa: BLE001 - PRECONDITION_FAILED: not a quorum queue
             return "classic"
     return "quorum"

@@ -71,8 +71,10 @@ def test_ten_thousand_reads_while_the_worker_writes(stack: FaultStack) -> None:
     reads = sum(len(s) for s in seen)
     statuses = {status for s in seen for status, _, _ in s}
     progress_values = {p for s in seen for _, p, _ in s}
-    print(f"{reads} reads by {CLIENTS} clients in {took:.1f} s ({reads / took:.0f}/s); "
-          f"{len(progress_values)} distinct progress values seen; statuses {sorted(statuses)}")
+    print(
+        f"{reads} reads by {CLIENTS} clients in {took:.1f} s ({reads / took:.0f}/s); "
+        f"{len(progress_values)} distinct progress values seen; statuses {sorted(statuses)}"
+    )
     assert not errors, f"{len(errors)} failed reads, e.g. {errors[:5]}"
     assert reads >= READS
     # A torn or half-written file would read as FAILURE ("corrupt"): only these two may be seen.

@@ -30,10 +30,17 @@ def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateR
 
 
 @pytest.fixture(scope="module")
-def stack(broker_url: str, private_redis: PrivateRedis, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
+def stack(
+    broker_url: str, private_redis: PrivateRedis, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FaultStack]:
     # A demo pace of 8 s keeps a task running across the outage.
-    with running_stack(tmp_path_factory.mktemp("stack"), broker_url, state_backend="redis",
-                       redis_url=private_redis.url, DEMO_MIN_SECONDS="8") as s:
+    with running_stack(
+        tmp_path_factory.mktemp("stack"),
+        broker_url,
+        state_backend="redis",
+        redis_url=private_redis.url,
+        DEMO_MIN_SECONDS="8",
+    ) as s:
         yield s
 
 
@@ -53,9 +60,11 @@ def test_redis_stopped_then_restarted(stack: FaultStack, private_redis: PrivateR
     wait_running(stack, running)
     private_redis.stop()
     try:
-        took = [answers_503_naming_the_store(stack, "POST", "/calcpi/2"),
-                answers_503_naming_the_store(stack, "GET", f"/task/{running}"),
-                answers_503_naming_the_store(stack, "GET", "/alltasks")]
+        took = [
+            answers_503_naming_the_store(stack, "POST", "/calcpi/2"),
+            answers_503_naming_the_store(stack, "GET", f"/task/{running}"),
+            answers_503_naming_the_store(stack, "GET", "/alltasks"),
+        ]
         print(f"Redis stopped: 503 in {max(took) * 1000:.0f} ms at most")
         time.sleep(2)  # the worker's writes fail meanwhile; it keeps the task
     finally:

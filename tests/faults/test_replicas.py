@@ -29,8 +29,12 @@ SECONDS = 10.0
 @pytest.fixture(scope="module")
 def stack(broker_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
     # Tasks at a demo pace stay WAITING or PROGRESS for the whole run, so every read of them goes through Thrift.
-    stack = FaultStack(root=tmp_path_factory.mktemp("replicas"), broker_url=broker_url, state_backend="redis",
-                       settings={"DEMO_MIN_SECONDS": "60"})
+    stack = FaultStack(
+        root=tmp_path_factory.mktemp("replicas"),
+        broker_url=broker_url,
+        state_backend="redis",
+        settings={"DEMO_MIN_SECONDS": "60"},
+    )
     stack.redis_url = redis_url
     stack.settings["TSERVER_ADDRESSES"] = f"127.0.0.1:{stack.tserver_port},127.0.0.1:{free_port()}"
     try:
@@ -45,9 +49,14 @@ def test_reads_survive_a_replica_killed_with_kill_9(stack: FaultStack, tmp_path)
     # outside supervisord so that nothing restarts it.
     second = int(stack.settings["TSERVER_ADDRESSES"].rsplit(":", 1)[1])
     out = open(tmp_path / "tserver-2.out", "wb")  # noqa: SIM115 - closed with the process
-    replica = subprocess.Popen([sys.executable, "-m", "tserver"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                               env=stack.env(TSERVER_PORT=str(second), TSERVER_METRICS_PORT=str(free_port())),
-                               start_new_session=True)
+    replica = subprocess.Popen(
+        [sys.executable, "-m", "tserver"],
+        cwd=REPO,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=stack.env(TSERVER_PORT=str(second), TSERVER_METRICS_PORT=str(free_port())),
+        start_new_session=True,
+    )
     out.close()
     try:
         wait_for(lambda: _listening(second), 30, "the second Thrift server replica to listen")

@@ -38,7 +38,8 @@ DEMO_SECONDS = "20"
 
 
 def test_sigterm_to_gateway_and_supervisord_then_restart_resumes_every_task(
-        broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+    broker_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     root = tmp_path_factory.mktemp("shutdown")
     first = FaultStack(root=root, broker_url=broker_url, settings={"DEMO_MIN_SECONDS": DEMO_SECONDS})
     try:

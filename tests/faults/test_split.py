@@ -5,15 +5,12 @@ a cancel revokes the chunks within a second; a small task is not kept waiting by
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
 from tests.e2e.test_routes import rounded_pi
-from tests.faults.conftest import FaultStack, running_stack, start_task, task, wait_ended, wait_task
+from tests.faults.conftest import FaultStack, running_stack, start_task, wait_ended
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -22,10 +19,12 @@ SPLIT = {"SPLIT_MIN_TERMS": "100000", "SPLIT_CHUNK_TERMS": "50000", "SPLIT_MAX_C
 
 
 @pytest.fixture(scope="module", params=["files", "redis"])
-def stack(request: pytest.FixtureRequest, broker_url: str, redis_url: str,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
-    with running_stack(tmp_path_factory.mktemp("split"), broker_url, state_backend=request.param, redis_url=redis_url,
-                       **SPLIT) as s:
+def stack(
+    request: pytest.FixtureRequest, broker_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FaultStack]:
+    with running_stack(
+        tmp_path_factory.mktemp("split"), broker_url, state_backend=request.param, redis_url=redis_url, **SPLIT
+    ) as s:
         yield s
 
 

@@ -40,12 +40,18 @@ def stack(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 
 def chunks_running(stack: FaultStack, task_id: str, done: int = 1) -> dict:
-    return wait_task(stack, task_id, f"{done} chunks to finish",
-                     lambda b: b["status"] == "PROGRESS" and b["chunks_done"] >= done, timeout=60)
+    return wait_task(
+        stack,
+        task_id,
+        f"{done} chunks to finish",
+        lambda b: b["status"] == "PROGRESS" and b["chunks_done"] >= done,
+        timeout=60,
+    )
 
 
 def busy_chunk_process(stack: FaultStack) -> psutil.Process:
     """A pool process of the chunk workers that is computing now."""
+
     def busiest() -> psutil.Process | None:
         children = worker_children(stack, "chunks")
         for child in children:
@@ -120,7 +126,9 @@ def test_a_chunks_worker_killed_mid_chunk_and_ten_readers(stack: FaultStack) -> 
         assert all(p < 100 for p, s in values if s != "SUCCESS") and values[-1] == (100.0, "SUCCESS"), i
 
 
-def test_a_chunk_whose_workers_keep_dying_fails_its_task(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_a_chunk_whose_workers_keep_dying_fails_its_task(
+    broker_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     with running_stack(tmp_path_factory.mktemp("split-attempts"), broker_url, TASK_MAX_ATTEMPTS="1", **SPLIT) as stack:
         task_id = start_task(stack, 10)
         chunks_running(stack, task_id, done=1)

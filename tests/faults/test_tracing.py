@@ -26,8 +26,13 @@ def sink() -> Iterator[OtlpSink]:
 
 @pytest.fixture(scope="module")
 def stack(broker_url: str, sink: OtlpSink, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
-    with running_stack(tmp_path_factory.mktemp("traced"), broker_url, OTEL_TRACES_EXPORTER="otlp",
-                       OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=sink.endpoint, OTEL_BSP_SCHEDULE_DELAY="100") as s:
+    with running_stack(
+        tmp_path_factory.mktemp("traced"),
+        broker_url,
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=sink.endpoint,
+        OTEL_BSP_SCHEDULE_DELAY="100",
+    ) as s:
         yield s
 
 
@@ -45,8 +50,14 @@ def test_one_post_is_one_trace_from_the_gateway_through_thrift_to_the_worker(sta
     assert wait_ended(stack, task_id)["digits"] == "3.14159"
 
     def worker_span() -> Span | None:
-        return next((s for s in sink.spans if s.service == "worker" and s.name.endswith("worker.calc_pi")
-                     and task_id in str(s.attributes)), None)
+        return next(
+            (
+                s
+                for s in sink.spans
+                if s.service == "worker" and s.name.endswith("worker.calc_pi") and task_id in str(s.attributes)
+            ),
+            None,
+        )
 
     leaf = wait_for(worker_span, 30, f"the worker's span of task {task_id}")
 

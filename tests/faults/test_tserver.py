@@ -88,6 +88,7 @@ def call_frame(name: bytes, args: bytes = b"\x00") -> bytes:
 
 # -- the server killed ---------------------------------------------------------------------------------
 
+
 def test_killed_tserver_gateway_answers_503_then_reconnects_by_itself(stack: FaultStack) -> None:
     task_id = start_task(stack, 2)
     wait_ended(stack, task_id)
@@ -112,11 +113,17 @@ def test_killed_tserver_gateway_answers_503_then_reconnects_by_itself(stack: Fau
         assert client.get(f"/task/{task_id}").json()["status"] == "SUCCESS"
         print("tserver killed: " + ", ".join(f"{m} {p.split('/')[1]} {s} in {t * 1000:.0f} ms" for m, p, s, t in seen))
 
-        new, took = wait_restarted(stack, "tserver", old)
-        back = wait_for(lambda: client.get("/").status_code == 200 and time.monotonic(), 30,
-                        "the gateway to answer 200 again", interval=0.05)
-        print(f"supervisord restarted tserver after {took:.2f} s; the gateway answered 200 again "
-              f"{back - killed_at:.2f} s after the kill")  # type: ignore[operator]
+        _new, took = wait_restarted(stack, "tserver", old)
+        back = wait_for(
+            lambda: client.get("/").status_code == 200 and time.monotonic(),
+            30,
+            "the gateway to answer 200 again",
+            interval=0.05,
+        )
+        print(
+            f"supervisord restarted tserver after {took:.2f} s; the gateway answered 200 again "
+            f"{back - killed_at:.2f} s after the kill"
+        )  # type: ignore[operator]
         assert wait_for(lambda: program_state(stack, "tserver") == "RUNNING", 10, "tserver RUNNING")
         created = client.post("/calcpi/3")
         assert created.status_code == 202, created.text
@@ -125,6 +132,7 @@ def test_killed_tserver_gateway_answers_503_then_reconnects_by_itself(stack: Fau
 
 
 # -- hostile bytes on the port ---------------------------------------------------------------------------
+
 
 def hostile_payloads() -> list[tuple[str, bytes]]:
     rng = random.Random(20261128)
@@ -146,7 +154,10 @@ def hostile_payloads() -> list[tuple[str, bytes]]:
         ("negative frame claim", struct.pack("!i", -1) + b"x" * 100),
         ("16 MB frame claim", struct.pack("!i", 0x00FFFFFF) + b"x" * 100),
         ("2 GB method name", struct.pack("!iI", -2147418111, 0x7FFFFFFF) + b"x" * 100),
-        ("2 GB string argument", call_frame(b"getTaskStatus", b"\x0b\x00\x01" + struct.pack("!I", 0x7FFFFFFF)) + b"y" * 100),
+        (
+            "2 GB string argument",
+            call_frame(b"getTaskStatus", b"\x0b\x00\x01" + struct.pack("!I", 0x7FFFFFFF)) + b"y" * 100,
+        ),
         ("2 G list elements", call_frame(b"getTaskStatus", b"\x0f\x00\x01\x0b" + struct.pack("!I", 0x7FFFFFFF))),
         ("deep nesting", call_frame(b"getTaskStatus", b"\x0c\x00\x01" * 5000)),
         ("unknown method", call_frame(b"rm -rf /", b"\x00")),
@@ -177,8 +188,10 @@ def test_hostile_frames_are_dropped_and_the_server_stays_well(stack: FaultStack)
     assert took < 1
     assert program_pid(stack, "tserver") == pid, "the Thrift server died (supervisord restarted it)"
     grown = rss_mb(pid) - rss_before
-    print(f"{len(hostile_payloads())} hostile connections: each closed within {slowest_close * 1000:.0f} ms; "
-          f"a real call then took {took * 1000:.0f} ms; RSS {rss_before:.0f} MB -> +{grown:.1f} MB")
+    print(
+        f"{len(hostile_payloads())} hostile connections: each closed within {slowest_close * 1000:.0f} ms; "
+        f"a real call then took {took * 1000:.0f} ms; RSS {rss_before:.0f} MB -> +{grown:.1f} MB"
+    )
     assert grown < 30, f"the server grew by {grown:.0f} MB on hostile input"
 
 
@@ -186,8 +199,11 @@ def test_oversized_claims_are_refused_without_reading_on(stack: FaultStack) -> N
     """A 2 GB length claim closes the connection at once: the server neither waits for nor allocates it."""
     pid = program_pid(stack, "tserver")
     rss_before = rss_mb(pid)
-    for payload in (struct.pack("!I", 0x7FFFFFFF), struct.pack("!iI", -2147418111, 0x7FFFFFFF),
-                    call_frame(b"getTaskStatus", b"\x0b\x00\x01" + struct.pack("!I", 0x7FFFFFFF))):
+    for payload in (
+        struct.pack("!I", 0x7FFFFFFF),
+        struct.pack("!iI", -2147418111, 0x7FFFFFFF),
+        call_frame(b"getTaskStatus", b"\x0b\x00\x01" + struct.pack("!I", 0x7FFFFFFF)),
+    ):
         with connect(stack) as sock:
             sock.sendall(payload)  # the write side stays open: the claim alone must be enough
             started = time.monotonic()
@@ -223,8 +239,10 @@ def test_idle_and_trickling_connections_cost_no_threads_and_are_closed(stack: Fa
         assert max(calls) < 1, f"a real call took {max(calls):.2f} s beside {IDLE_CONNECTIONS} idle connections"
         wait_for(lambda: len(server.net_connections("tcp")) >= IDLE_CONNECTIONS, 5, "the server to accept them all")
         threads, rss = server.num_threads(), rss_mb(server.pid)
-        print(f"{IDLE_CONNECTIONS} idle connections: real calls {min(calls) * 1000:.0f}..{max(calls) * 1000:.0f} ms; "
-              f"tserver threads {threads_before} -> {threads}, RSS {rss_before:.0f} -> {rss:.0f} MB")
+        print(
+            f"{IDLE_CONNECTIONS} idle connections: real calls {min(calls) * 1000:.0f}..{max(calls) * 1000:.0f} ms; "
+            f"tserver threads {threads_before} -> {threads}, RSS {rss_before:.0f} -> {rss:.0f} MB"
+        )
         assert threads <= threads_before + 8, f"threads grew from {threads_before} to {threads} with idle connections"
         assert threads < 40
         assert rss - rss_before < 60, f"RSS grew by {rss - rss_before:.0f} MB for {IDLE_CONNECTIONS} connections"
@@ -234,7 +252,7 @@ def test_idle_and_trickling_connections_cost_no_threads_and_are_closed(stack: Fa
         sent = 0
         while time.monotonic() - opened < IDLE_TIMEOUT + 4 and sent < len(message):
             try:
-                trickler.sendall(message[sent: sent + 1])
+                trickler.sendall(message[sent : sent + 1])
             except (BrokenPipeError, ConnectionResetError):
                 trickle_ok = False
                 break
@@ -245,8 +263,10 @@ def test_idle_and_trickling_connections_cost_no_threads_and_are_closed(stack: Fa
         assert closed_after < IDLE_TIMEOUT + 5
         # By now the idle ones have timed out too.
         still_open = [s for s in socks[:50] if not closed_by_server(s, 0.05)]
-        print(f"trickling client cut off {closed_after:.1f} s after it connected; idle ones closed "
-              f"(TSERVER_IDLE_TIMEOUT={IDLE_TIMEOUT:g} s): {50 - len(still_open)}/50 sampled")
+        print(
+            f"trickling client cut off {closed_after:.1f} s after it connected; idle ones closed "
+            f"(TSERVER_IDLE_TIMEOUT={IDLE_TIMEOUT:g} s): {50 - len(still_open)}/50 sampled"
+        )
         assert not still_open, "idle connections outlived TSERVER_IDLE_TIMEOUT"
     finally:
         for sock in socks:

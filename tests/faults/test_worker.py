@@ -39,8 +39,13 @@ STALLED_AFTER = 2.0
 @pytest.fixture(scope="module")
 def stack(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
     # Whole calculations only: these faults hit the process computing a task (split ones: test_split_faults.py).
-    with running_stack(tmp_path_factory.mktemp("worker"), broker_url, SPLIT_MIN_TERMS=str(10**15),
-                       TASK_MAX_ATTEMPTS="2", STALLED_AFTER=str(STALLED_AFTER)) as s:
+    with running_stack(
+        tmp_path_factory.mktemp("worker"),
+        broker_url,
+        SPLIT_MIN_TERMS=str(10**15),
+        TASK_MAX_ATTEMPTS="2",
+        STALLED_AFTER=str(STALLED_AFTER),
+    ) as s:
         yield s
 
 

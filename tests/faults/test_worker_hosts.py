@@ -26,9 +26,15 @@ DEMO_SECONDS = 6.0
 @pytest.fixture(scope="module")
 def stack(broker_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
     # d=8 (~7e8 terms) is split into 14 chunks; d=3 and d=4 are not.
-    with running_stack(tmp_path_factory.mktemp("hosts"), broker_url, state_backend="redis", redis_url=redis_url,
-                       DEMO_MIN_SECONDS=str(DEMO_SECONDS), SPLIT_MIN_TERMS="100000000",
-                       SPLIT_CHUNK_TERMS="50000000") as s:
+    with running_stack(
+        tmp_path_factory.mktemp("hosts"),
+        broker_url,
+        state_backend="redis",
+        redis_url=redis_url,
+        DEMO_MIN_SECONDS=str(DEMO_SECONDS),
+        SPLIT_MIN_TERMS="100000000",
+        SPLIT_CHUNK_TERMS="50000000",
+    ) as s:
         s.supervisorctl("stop", "worker", "chunks")  # from now on only the simulated hosts compute
         yield s
 
@@ -43,13 +49,23 @@ def hosts(stack: FaultStack) -> Iterator[list[Host]]:
             host.create()
             b_host, b_port = host.reach((broker.hostname or "127.0.0.1", broker.port or 5672))
             r_host, r_port = host.reach((redis_.hostname or "127.0.0.1", redis_.port or 6379))
-            env = stack.env(BROKER_URL=f"amqp://{broker.username}:{broker.password}@{b_host}:{b_port}//",
-                            REDIS_URL=f"redis://{r_host}:{r_port}{redis_.path or '/0'}", WORKER_CONCURRENCY="1")
+            env = stack.env(
+                BROKER_URL=f"amqp://{broker.username}:{broker.password}@{b_host}:{b_port}//",
+                REDIS_URL=f"redis://{r_host}:{r_port}{redis_.path or '/0'}",
+                WORKER_CONCURRENCY="1",
+            )
             del env["STATE_DIR"]  # shares no folder with anything
-            host.spawn([sys.executable, "-m", "worker"], env, hidden=[stack.root], log=stack.root / f"{host.hostname}.log")
-        wait_for(lambda: queue_consumers(stack.broker_url, stack.queue) == 2
-                 and queue_consumers(stack.broker_url, f"{stack.queue}.chunks") == 2, 60,
-                 "both worker hosts to consume both queues" + stack.logs_hint())
+            host.spawn(
+                [sys.executable, "-m", "worker"], env, hidden=[stack.root], log=stack.root / f"{host.hostname}.log"
+            )
+        wait_for(
+            lambda: (
+                queue_consumers(stack.broker_url, stack.queue) == 2
+                and queue_consumers(stack.broker_url, f"{stack.queue}.chunks") == 2
+            ),
+            60,
+            "both worker hosts to consume both queues" + stack.logs_hint(),
+        )
         yield made
     finally:
         for host in made:
@@ -75,8 +91,9 @@ def test_a_task_runs_on_another_host_and_its_progress_is_read_live(stack: FaultS
 
 
 def test_the_hosts_see_none_of_the_servers_folders(stack: FaultStack, hosts: list[Host]) -> None:
-    probe = hosts[0].spawn(["ls", "-A", str(stack.root)], {"PATH": "/usr/bin:/bin"}, hidden=[stack.root],
-                           log=stack.root / "probe.log")
+    probe = hosts[0].spawn(
+        ["ls", "-A", str(stack.root)], {"PATH": "/usr/bin:/bin"}, hidden=[stack.root], log=stack.root / "probe.log"
+    )
     assert probe.wait(10) == 0
     lines = (stack.root / "probe.log").read_text().split()
     assert lines == [], f"a worker host can see the server's folder: {lines}"
@@ -93,8 +110,15 @@ def test_a_split_task_runs_its_chunks_on_both_hosts(stack: FaultStack, hosts: li
 # Last: it leaves one host.
 def test_a_host_killed_mid_task_hands_the_task_to_the_other(stack: FaultStack, hosts: list[Host]) -> None:
     task_id = start_task(stack, 4)
-    running = wait_for(lambda: _ran_on(stack, hosts, task_id) and task(stack, task_id)["status"] == "PROGRESS"
-                       and _ran_on(stack, hosts, task_id), 30, "the task to start on a host")
+    running = wait_for(
+        lambda: (
+            _ran_on(stack, hosts, task_id)
+            and task(stack, task_id)["status"] == "PROGRESS"
+            and _ran_on(stack, hosts, task_id)
+        ),
+        30,
+        "the task to start on a host",
+    )
     [victim] = [h for h in hosts if h.hostname == running[0]]
     killed = victim.kill()
     assert killed, "nothing ran on the host"

@@ -43,9 +43,15 @@ CALC_PI = "worker.calc_pi"
 
 @pytest.fixture(scope="module")
 def stack(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultStack]:
-    with running_stack(tmp_path_factory.mktemp("worker-metrics"), broker_url, WORKER_METRICS_PORT=str(METRICS_PORT),
-                       LOG_FORMAT="json", SPLIT_MIN_TERMS=str(15 * 10**9), SPLIT_CHUNK_TERMS=str(5 * 10**9),
-                       TASK_MAX_ATTEMPTS="3") as s:
+    with running_stack(
+        tmp_path_factory.mktemp("worker-metrics"),
+        broker_url,
+        WORKER_METRICS_PORT=str(METRICS_PORT),
+        LOG_FORMAT="json",
+        SPLIT_MIN_TERMS=str(15 * 10**9),
+        SPLIT_CHUNK_TERMS=str(5 * 10**9),
+        TASK_MAX_ATTEMPTS="3",
+    ) as s:
         yield s
 
 
@@ -100,14 +106,27 @@ def test_a_known_workload_gives_exactly_its_numbers(stack: FaultStack) -> None:
     assert httpx.delete(f"{stack.api}/task/{short[-1]}", timeout=10).json()["status"] == "REVOKED"
     assert httpx.delete(f"{stack.api}/task/{long_a}", timeout=10).json()["status"] == "REVOKED"
     bodies = [wait_ended(stack, t, timeout=90) for t in (long_a, long_b, *short)]
-    assert [b["status"] for b in bodies] == ["REVOKED", "SUCCESS", "SUCCESS", "SUCCESS", "SUCCESS", "SUCCESS",
-                                             "REVOKED"]
+    assert [b["status"] for b in bodies] == [
+        "REVOKED",
+        "SUCCESS",
+        "SUCCESS",
+        "SUCCESS",
+        "SUCCESS",
+        "SUCCESS",
+        "REVOKED",
+    ]
     # The last run ends a moment after its record: its postrun counts then.
     wait_for(lambda: counts(scrape())["runtime"] == 8, 10, "the last run's end to be counted")
     after = scrape()
 
-    assert delta(counts(after), counts(before)) == {"started": 7, "succeeded": 5, "failed": 0, "revoked": 2,
-                                                     "retried": 0, "runtime": 7}
+    assert delta(counts(after), counts(before)) == {
+        "started": 7,
+        "succeeded": 5,
+        "failed": 0,
+        "revoked": 2,
+        "retried": 0,
+        "runtime": 7,
+    }
     assert total(after, "celery_worker_tasks_active") == 0
     # Terms: exactly those the tasks recorded (a cancelled one: up to its last progress report).
     terms = sum(b["terms"] or 0 for b in bodies)
@@ -132,8 +151,11 @@ def test_a_killed_pool_process_keeps_its_counts_and_loses_its_live_gauge(stack: 
     victim.kill()
     victim.wait(10)
     # The replacement pool process removes it as it starts, before any scrape.
-    wait_for(lambda: len(worker_children(stack)) == 2 and victim.pid not in [c.pid for c in worker_children(stack)],
-             30, "the pool process to be replaced")
+    wait_for(
+        lambda: len(worker_children(stack)) == 2 and victim.pid not in [c.pid for c in worker_children(stack)],
+        30,
+        "the pool process to be replaced",
+    )
     wait_for(lambda: not live.exists(), 10, f"{live.name} to be removed")
     assert (folder / f"counter_{victim.pid}.db").exists() and (folder / f"histogram_{victim.pid}.db").exists()
 
@@ -142,8 +164,14 @@ def test_a_killed_pool_process_keeps_its_counts_and_loses_its_live_gauge(stack: 
     wait_for(lambda: counts(scrape())["runtime"] - counts(before)["runtime"] == 1, 10, "the run's end to be counted")
     after = scrape()
     # Two runs started (the killed one's count is still summed), one ended: the killed run never did.
-    assert delta(counts(after), counts(before)) == {"started": 2, "succeeded": 1, "failed": 0, "revoked": 0,
-                                                     "retried": 0, "runtime": 1}
+    assert delta(counts(after), counts(before)) == {
+        "started": 2,
+        "succeeded": 1,
+        "failed": 0,
+        "revoked": 0,
+        "retried": 0,
+        "runtime": 1,
+    }
     assert total(after, "celery_worker_tasks_active") == 0  # the dead process's 1 no longer counts
 
 
@@ -153,20 +181,34 @@ def test_the_chunk_programs_counts_are_served_by_the_worker_programs_listener(st
     body = wait_task(stack, task_id, "to succeed", lambda b: b["status"] == "SUCCESS", timeout=240)
     chunks = body["chunks_total"]
     assert chunks >= 5, body
-    wait_for(lambda: counts(scrape(), "worker.combine_chunks")["runtime"] > counts(before, "worker.combine_chunks")[
-        "runtime"], 10, "the combining step's end to be counted")
+    wait_for(
+        lambda: (
+            counts(scrape(), "worker.combine_chunks")["runtime"] > counts(before, "worker.combine_chunks")["runtime"]
+        ),
+        10,
+        "the combining step's end to be counted",
+    )
     after = scrape()
     chunk_node = f"pi-{stack.queue}-chunks@{os.uname().nodename}"
     assert delta(counts(after, "worker.calc_chunk"), counts(before, "worker.calc_chunk")) == {
-        "started": chunks, "succeeded": chunks, "failed": 0, "revoked": 0, "retried": 0, "runtime": chunks}
+        "started": chunks,
+        "succeeded": chunks,
+        "failed": 0,
+        "revoked": 0,
+        "retried": 0,
+        "runtime": chunks,
+    }
     done = [(dict(k), v) for k, v in after["split_chunks_total"].items() if dict(k)["outcome"] == "done"]
     assert [labels["hostname"] for labels, _ in done] == [chunk_node]  # counted by the `chunks` program
-    assert total(after, "split_chunks_total", outcome="done") - total(before, "split_chunks_total", outcome="done") \
+    assert (
+        total(after, "split_chunks_total", outcome="done") - total(before, "split_chunks_total", outcome="done")
         == chunks
+    )
     assert delta(counts(after, "worker.combine_chunks"), counts(before, "worker.combine_chunks"))["succeeded"] >= 1
     # The chunks computed every term after the plan's prefix, each once.
     chunk_terms = total(after, "leibniz_terms_total", hostname=chunk_node) - total(
-        before, "leibniz_terms_total", hostname=chunk_node)
+        before, "leibniz_terms_total", hostname=chunk_node
+    )
     assert chunk_terms == body["terms"] - 2 * split.PLAN_PAIRS
     assert len(metrics_folders(stack)) == 2  # one folder per running program, nothing stale
 

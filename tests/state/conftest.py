@@ -72,8 +72,9 @@ def redis_backend(tmp_path: Path, redis_url: str) -> Iterator[Backend]:
 
 def _backend(name: str, tmp_path: Path) -> Iterator[Backend]:
     prefix = f"pitest-{uuid.uuid4().hex[:10]}:"
-    settings = StateSettings(STATE_BACKEND=name, STATE_DIR=tmp_path / "results", REDIS_URL=REDIS_URL,
-                             REDIS_KEY_PREFIX=prefix)
+    settings = StateSettings(
+        STATE_BACKEND=name, STATE_DIR=tmp_path / "results", REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=prefix
+    )
     client = redis_client() if name == "redis" else None
     backend = Backend(name, settings, open_store(settings))
     try:

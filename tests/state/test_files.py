@@ -23,18 +23,40 @@ def waiting(task_id: str = ID, pushqtime: str = "2026-11-28T03:00:00+00:00") -> 
 
 def test_write_then_read_round_trips(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
-    state = waiting().evolve(status=SUCCESS, progress=100.0, result=3.14159, digits="3.14159", terms=42,
-                             starttime="2026-11-28T03:00:01+00:00", stoptime="2026-11-28T03:00:02+00:00")
+    state = waiting().evolve(
+        status=SUCCESS,
+        progress=100.0,
+        result=3.14159,
+        digits="3.14159",
+        terms=42,
+        starttime="2026-11-28T03:00:01+00:00",
+        stoptime="2026-11-28T03:00:02+00:00",
+    )
     store.write(state)
     assert store.read(ID) == state
     assert json.loads((tmp_path / f"{ID}.json").read_text())["digits"] == "3.14159"
     assert os.listdir(tmp_path) == [f"{ID}.json"], "no temporary file may be left behind"
 
 
-@pytest.mark.parametrize("bad", [
-    "", "../../etc/passwd", "/etc/passwd", "..", ID.upper(), ID + ".json", ID[:-1], ID + "0",
-    "x" * 100_000, "\x00" * 36, ID.replace("-", "/"), 5, None, b"abc",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "../../etc/passwd",
+        "/etc/passwd",
+        "..",
+        ID.upper(),
+        ID + ".json",
+        ID[:-1],
+        ID + "0",
+        "x" * 100_000,
+        "\x00" * 36,
+        ID.replace("-", "/"),
+        5,
+        None,
+        b"abc",
+    ],
+)
 def test_hostile_ids_never_become_paths(tmp_path: Path, bad: object) -> None:
     store = FileStore(tmp_path)
     with pytest.raises(UnknownTask):
@@ -57,16 +79,34 @@ def test_missing_task_is_unknown(tmp_path: Path) -> None:
         FileStore(tmp_path).read(ID)
 
 
-@pytest.mark.parametrize("content", [
-    b"", b"{", b"[]", b"null", b'{"id": 1}', b"\xff\xfe", b"x" * 100_000,
-    json.dumps({"id": ID, "status": "DONE", "decimal": 5, "pushqtime": "2026-11-28T03:00:00+00:00"}).encode(),
-    json.dumps({"id": ID, "status": "WAITING", "decimal": "5", "pushqtime": "2026-11-28T03:00:00+00:00"}).encode(),
-    json.dumps({"id": ID, "status": "WAITING", "decimal": 5, "pushqtime": "yesterday"}).encode(),
-    json.dumps({"id": ID, "status": "WAITING", "decimal": 5, "pushqtime": "2026-11-28T03:00:00+00:00",
-                "progress": 1e309}).encode().replace(b"Infinity", b"1e999"),
-    json.dumps({"id": "00000000-0000-4000-8000-000000000000", "status": "WAITING", "decimal": 5,
-                "pushqtime": "2026-11-28T03:00:00+00:00"}).encode(),
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"{",
+        b"[]",
+        b"null",
+        b'{"id": 1}',
+        b"\xff\xfe",
+        b"x" * 100_000,
+        json.dumps({"id": ID, "status": "DONE", "decimal": 5, "pushqtime": "2026-11-28T03:00:00+00:00"}).encode(),
+        json.dumps({"id": ID, "status": "WAITING", "decimal": "5", "pushqtime": "2026-11-28T03:00:00+00:00"}).encode(),
+        json.dumps({"id": ID, "status": "WAITING", "decimal": 5, "pushqtime": "yesterday"}).encode(),
+        json.dumps(
+            {"id": ID, "status": "WAITING", "decimal": 5, "pushqtime": "2026-11-28T03:00:00+00:00", "progress": 1e309}
+        )
+        .encode()
+        .replace(b"Infinity", b"1e999"),
+        json.dumps(
+            {
+                "id": "00000000-0000-4000-8000-000000000000",
+                "status": "WAITING",
+                "decimal": 5,
+                "pushqtime": "2026-11-28T03:00:00+00:00",
+            }
+        ).encode(),
+    ],
+)
 def test_corrupt_file_reads_as_failure_with_a_reason(tmp_path: Path, content: bytes) -> None:
     (tmp_path / f"{ID}.json").write_bytes(content)
     state = FileStore(tmp_path).read(ID)

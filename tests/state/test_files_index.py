@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,9 +22,14 @@ def task_ids(store: FileStore) -> list[str]:
 
 
 def task(i: int, status: str = WAITING, stoptime: str | None = None) -> TaskState:
-    queued = datetime(2026, 11, 28, 3, tzinfo=timezone.utc) + timedelta(seconds=i)
-    return TaskState(id=f"00000000-0000-4000-8000-{i:012d}", status=status, decimal=3,
-                     pushqtime=queued.isoformat(), stoptime=stoptime)
+    queued = datetime(2026, 11, 28, 3, tzinfo=UTC) + timedelta(seconds=i)
+    return TaskState(
+        id=f"00000000-0000-4000-8000-{i:012d}",
+        status=status,
+        decimal=3,
+        pushqtime=queued.isoformat(),
+        stoptime=stoptime,
+    )
 
 
 @pytest.fixture
@@ -179,12 +184,18 @@ def test_listings_walk_a_covering_index_and_never_sort(store: FileStore) -> None
     from state import files_schema as index_module
 
     index = TaskIndex(store)
-    for sql, args in ((index_module.PAGE, (100, 0)), (index_module.PAGE_OF_STATUS, (SUCCESS, 100, 0)),
-                      (index_module.DUE, (0.0, 10)), (index_module.EXPIRED, (0.0, 10))):
+    for sql, args in (
+        (index_module.PAGE, (100, 0)),
+        (index_module.PAGE_OF_STATUS, (SUCCESS, 100, 0)),
+        (index_module.DUE, (0.0, 10)),
+        (index_module.EXPIRED, (0.0, 10)),
+    ):
         plan = " / ".join(row[-1] for row in index._db.execute("EXPLAIN QUERY PLAN " + sql, args))
         assert "TEMP B-TREE" not in plan and "USING" in plan and "INDEX" in plan, (sql, plan)
     for sql in (index_module.PAGE, index_module.PAGE_OF_STATUS):
-        plan = " / ".join(row[-1] for row in index._db.execute("EXPLAIN QUERY PLAN " + sql, (SUCCESS, 1, 0)[-sql.count("?"):]))
+        plan = " / ".join(
+            row[-1] for row in index._db.execute("EXPLAIN QUERY PLAN " + sql, (SUCCESS, 1, 0)[-sql.count("?") :])
+        )
         assert "COVERING INDEX" in plan, plan
 
 

@@ -16,13 +16,28 @@ ID = "5b2f3c1e-8a4d-4f7e-9c0b-2d1e3f4a5b6c"
 
 def task(i: int, status: str = WAITING, stoptime: str | None = None) -> TaskState:
     queued = datetime(2026, 11, 28, 3, tzinfo=UTC) + timedelta(seconds=i)
-    return TaskState(id=f"00000000-0000-4000-8000-{i:012d}", status=status, decimal=3,
-                     pushqtime=queued.isoformat(), stoptime=stoptime)
+    return TaskState(
+        id=f"00000000-0000-4000-8000-{i:012d}",
+        status=status,
+        decimal=3,
+        pushqtime=queued.isoformat(),
+        stoptime=stoptime,
+    )
 
 
 def test_a_write_reads_back_from_both_faces(backend: Backend) -> None:
-    state = TaskState(id=ID, status=SUCCESS, decimal=5, pushqtime="2026-11-28T03:00:00+00:00", progress=100.0,
-                      result=3.14159, digits="3.14159", terms=42, attempts=1, stoptime="2026-11-28T03:00:02+00:00")
+    state = TaskState(
+        id=ID,
+        status=SUCCESS,
+        decimal=5,
+        pushqtime="2026-11-28T03:00:00+00:00",
+        progress=100.0,
+        result=3.14159,
+        digits="3.14159",
+        terms=42,
+        attempts=1,
+        stoptime="2026-11-28T03:00:02+00:00",
+    )
     backend.store.write(state)
     assert backend.store.read(ID) == state
     assert backend.on_catalog(lambda c: c.read(ID)) == state
@@ -33,8 +48,23 @@ def test_a_write_through_the_catalog_is_seen_by_the_worker(backend: Backend) -> 
     assert backend.store.read(task(1).id) == task(1)
 
 
-@pytest.mark.parametrize("bad", ["", "../../etc/passwd", "..", ID.upper(), ID + "0", "*", "pi:tasks",
-                                 "x" * 100_000, "\x00" * 36, ID.replace("-", ":"), 5, None])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "../../etc/passwd",
+        "..",
+        ID.upper(),
+        ID + "0",
+        "*",
+        "pi:tasks",
+        "x" * 100_000,
+        "\x00" * 36,
+        ID.replace("-", ":"),
+        5,
+        None,
+    ],
+)
 def test_anything_but_a_canonical_uuid_is_unknown(backend: Backend, bad: object) -> None:
     with pytest.raises(UnknownTask):
         backend.store.read(bad)  # type: ignore[arg-type]
@@ -51,10 +81,13 @@ def test_a_missing_task_is_unknown(backend: Backend) -> None:
 
 def test_pages_are_newest_first_with_totals_and_filters(backend: Backend) -> None:
     for i in range(30):
-        backend.on_catalog(lambda c, i=i: c.write(task(i, SUCCESS if i % 3 == 0 else WAITING,
-                                                     "2026-11-28T04:00:00+00:00" if i % 3 == 0 else None)))
+        backend.on_catalog(
+            lambda c, i=i: c.write(
+                task(i, SUCCESS if i % 3 == 0 else WAITING, "2026-11-28T04:00:00+00:00" if i % 3 == 0 else None)
+            )
+        )
 
-    async def pages(c):  # noqa: ANN001, ANN202 - a catalog, its pages
+    async def pages(c):
         return (await c.page(0, 5), await c.page(28, 5), await c.page(2, 3, SUCCESS), await c.page(0, 100, FAILURE))
 
     first, last, done, failed = backend.on_catalog(pages)
@@ -71,7 +104,7 @@ def test_a_status_change_moves_a_task_between_filtered_pages(backend: Backend) -
     # ended at most every 0.2 s, and at every housekeeping round.
     time.sleep(0.25)
 
-    async def look(c):  # noqa: ANN001, ANN202
+    async def look(c):
         await c.housekeep()
         return (await c.page(0, 10, WAITING))[1], [s.status for s in (await c.page(0, 10, PROGRESS))[0]]
 
@@ -88,7 +121,7 @@ def test_cancellation_requests(backend: Backend) -> None:
 
 
 def test_delete_state_keeps_the_cancellation_request(backend: Backend) -> None:
-    async def start_refused(c):  # noqa: ANN001, ANN202 - what a start whose publish failed does
+    async def start_refused(c):
         await c.write(task(1))
         await c.request_cancel(task(1).id)
         await c.delete_state(task(1).id)
@@ -107,7 +140,7 @@ def test_retention_removes_only_old_ended_tasks(backend: Backend) -> None:
     for state in (old, recent, running):
         backend.on_catalog(lambda c, s=state: c.write(s))
 
-    async def keep(c):  # noqa: ANN001, ANN202
+    async def keep(c):
         await c.housekeep()
         return sorted(s.id for s in (await c.page(0, 10))[0])
 
@@ -117,7 +150,7 @@ def test_retention_removes_only_old_ended_tasks(backend: Backend) -> None:
         backend.store.read(old.id)
 
 
-def test_storage_trouble_is_a_storage_error(backend: Backend, tmp_path) -> None:  # noqa: ANN001
+def test_storage_trouble_is_a_storage_error(backend: Backend, tmp_path) -> None:
     if backend.name == "files":
         blocker = tmp_path / "file"
         blocker.write_text("")
@@ -179,7 +212,8 @@ def test_counts_of_a_store_that_cannot_answer_are_a_storage_error(backend: Backe
     if backend.name == "files":
         backend.catalog.index._broken = True  # type: ignore[attr-defined]  # as after a failed write
     else:  # nothing listens there
-        backend.settings = backend.settings.model_copy(update={"REDIS_URL": "redis://127.0.0.1:1/0",
-                                                               "REDIS_TIMEOUT": 1.0})
+        backend.settings = backend.settings.model_copy(
+            update={"REDIS_URL": "redis://127.0.0.1:1/0", "REDIS_TIMEOUT": 1.0}
+        )
     with pytest.raises(StorageError):
         backend.on_catalog(lambda c: c.counts())

@@ -22,9 +22,20 @@ def waiting(task_id: str = ID) -> TaskState:
     return TaskState(id=task_id, status=WAITING, decimal=5, pushqtime="2026-11-28T03:00:00+00:00")
 
 
-@pytest.mark.parametrize("content", [b"", b"{", b"[]", b"null", b'{"id": "x"}', b"\xff\xfe", b"x" * 70_000,
-                                     b'{"id":"5b2f3c1e-8a4d-4f7e-9c0b-2d1e3f4a5b6c","status":"DONE","decimal":5,'
-                                     b'"pushqtime":"2026-11-28T03:00:00+00:00"}'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"",
+        b"{",
+        b"[]",
+        b"null",
+        b'{"id": "x"}',
+        b"\xff\xfe",
+        b"x" * 70_000,
+        b'{"id":"5b2f3c1e-8a4d-4f7e-9c0b-2d1e3f4a5b6c","status":"DONE","decimal":5,'
+        b'"pushqtime":"2026-11-28T03:00:00+00:00"}',
+    ],
+)
 def test_a_document_that_is_not_ours_reads_as_failure_with_a_reason(backend: Backend, content: bytes) -> None:
     client = redis_client()
     client.set(f"{backend.settings.REDIS_KEY_PREFIX}task:{ID}", content)
@@ -56,8 +67,11 @@ def test_every_write_moves_the_task_between_the_sets_at_once(backend: Backend) -
     client = redis_client()
 
     def where() -> dict[str, list[bytes]]:
-        return {key.decode().removeprefix(prefix): client.zrange(key, 0, -1)
-                for key in client.keys(f"{prefix}*") if client.type(key) == b"zset"}
+        return {
+            key.decode().removeprefix(prefix): client.zrange(key, 0, -1)
+            for key in client.keys(f"{prefix}*")
+            if client.type(key) == b"zset"
+        }
 
     backend.store.write(waiting())
     assert where() == {"tasks": [ID.encode()], "status:WAITING": [ID.encode()]}

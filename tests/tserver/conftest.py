@@ -1,11 +1,22 @@
 """Fixtures of the runtime tests (tests/tserver/runtime_harness.py holds the harness)."""
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.tserver.runtime_harness import make_server_fixture
+
+
+@pytest.fixture
+def queue_name(broker_url: str) -> Iterator[str]:
+    """A queue of the test's own on the real RabbitMQ, deleted after it."""
+    from tests.tserver.test_publishing import _delete_queue
+
+    name = f"test-aiopub-{uuid.uuid4().hex[:12]}"
+    yield name
+    _delete_queue(broker_url, name)
 
 
 @pytest.fixture

@@ -32,17 +32,28 @@ try:
 except ImportError:  # pragma: no cover - uvloop is a dependency of uvicorn[standard]
     uvloop = None
 # The server runs on uvloop in production (run() picks it) and must also work on plain asyncio.
-LOOPS = [pytest.param("asyncio"),
-         pytest.param("uvloop", marks=pytest.mark.skipif(uvloop is None, reason="uvloop not installed"))]
+LOOPS = [
+    pytest.param("asyncio"),
+    pytest.param("uvloop", marks=pytest.mark.skipif(uvloop is None, reason="uvloop not installed")),
+]
 
 
 # --------------------------------------------------------------------------------------------------
 # In-test handler and server harness
 # --------------------------------------------------------------------------------------------------
 
+
 def _record(task_id: str) -> calcResult:
-    return calcResult(id=task_id, status="SUCCESS", pushqtime="2024-01-01T00:00:00+00:00", result=3.14,
-                      decimal=2, progress=100.0, digits="3.14", terms=400)
+    return calcResult(
+        id=task_id,
+        status="SUCCESS",
+        pushqtime="2024-01-01T00:00:00+00:00",
+        result=3.14,
+        decimal=2,
+        progress=100.0,
+        digits="3.14",
+        terms=400,
+    )
 
 
 class Handler(RPCcelery.Iface):
@@ -100,16 +111,21 @@ class Handler(RPCcelery.Iface):
         finally:
             with self.lock:
                 self.active -= 1
-        return HostStatus(hostname="h", ip="127.0.0.1", cpu=CpuStatus(percent=1.0, count=2, load_average=[0.1, 0.2, 0.3]),
-                          memory=MemoryStatus(total=1, available=1, percent=0.0),
-                          disk=DiskStatus(path="/", total=1, free=1, percent=0.0))
+        return HostStatus(
+            hostname="h",
+            ip="127.0.0.1",
+            cpu=CpuStatus(percent=1.0, count=2, load_average=[0.1, 0.2, 0.3]),
+            memory=MemoryStatus(total=1, available=1, percent=0.0),
+            disk=DiskStatus(path="/", total=1, free=1, percent=0.0),
+        )
 
 
 class ServerThread:
     """A ThriftServer on 127.0.0.1:0 with its own event loop in a background thread."""
 
-    def __init__(self, limits: ServerLimits, delay: float = 0.3, loop: str = "asyncio",
-                 handler: Any = None, observer: Any = None) -> None:
+    def __init__(
+        self, limits: ServerLimits, delay: float = 0.3, loop: str = "asyncio", handler: Any = None, observer: Any = None
+    ) -> None:
         self.handler = handler if handler is not None else Handler(delay)
         self.limits = limits
         self.server = ThriftServer(RPCcelery.Processor(self.handler), "127.0.0.1", 0, limits, observer=observer)
@@ -123,7 +139,7 @@ class ServerThread:
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_until_complete(self.server.start())
-        except BaseException as exc:  # reported by start()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread by start()
             self._error = exc
             self._started.set()
             return
@@ -155,8 +171,9 @@ class ServerThread:
 def make_server_fixture():
     servers: list[ServerThread] = []
 
-    def make(delay: float = 0.3, loop: str = "asyncio", handler: Any = None, observer: Any = None,
-             **limits) -> ServerThread:
+    def make(
+        delay: float = 0.3, loop: str = "asyncio", handler: Any = None, observer: Any = None, **limits
+    ) -> ServerThread:
         limits.setdefault("workers", 4)
         srv = ServerThread(ServerLimits(**limits), delay, loop, handler, observer).start()
         servers.append(srv)
@@ -256,5 +273,3 @@ def threads() -> int:
 
 def pool_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith("tserver-call")}
-
-

@@ -112,6 +112,7 @@ def test_a_publish_confirmed_too_late_is_refused_and_tombstoned(store: FileStore
     assert store.cancel_requested(task_id)
     # During the cool-down, starts fail at once without touching the broker.
     calls = []
+
     async def recording_enqueue(task_id: str, decimal: int) -> None:
         calls.append(task_id)
 

@@ -38,6 +38,7 @@ def test_json_lines_carry_the_contracts_keys(tmp_path: Path) -> None:
     stream = io.StringIO()
     handler = logs.configure("json", stream=stream)
     try:
+
         async def call() -> None:
             bind_task(ID)
             log.warning("task %s not queued: %s", ID, "broker down")
@@ -56,8 +57,12 @@ def test_json_lines_carry_the_contracts_keys(tmp_path: Path) -> None:
         logging.getLogger().removeHandler(handler)
     first, failed, plain, traced = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["msg"] == f"task {ID} not queued: broker down"
-    assert (first["level"], first["logger"], first["process"], first["task_id"]) == ("WARNING", "tserver.test",
-                                                                                      "tserver", ID)
+    assert (first["level"], first["logger"], first["process"], first["task_id"]) == (
+        "WARNING",
+        "tserver.test",
+        "tserver",
+        ID,
+    )
     assert first["ts"].endswith("Z") and "T" in first["ts"]
     assert "boom" in failed["exc"] and failed["task_id"] == ID
     assert set(plain) == {"ts", "level", "logger", "process", "msg"}  # context keys only when known

@@ -28,7 +28,7 @@ from tests.tserver.runtime_harness import (
     wait_closed_by_server,
     wait_for,
 )
-from tests.tserver.test_publishing import Relay, _delete_queue, _run, queue_name, relay  # noqa: F401 - fixtures
+from tests.tserver.test_publishing import Relay, _delete_queue, _run, relay  # noqa: F401 - relay: a fixture
 from tests.tserver.test_tracing import _Empty
 from tests.tserver.theader_wire import header_client
 from tserver import metrics as metrics_module
@@ -81,8 +81,12 @@ def test_exact_counts_after_a_known_set_of_calls(make_server) -> None:
         for name in ("noSuchMethod", "x" * 200):
             sock.sendall(frame(encode_call(name, _Empty())))
             assert sock.recv(65536)  # an UNKNOWN_METHOD answer; the connection lives on
-    for garbage in (b"\x42" * 10, frame(b"\x0f\xff\x00"), frame(status_call()[:-5]),
-                    frame(call_header("queueCalcPi") + b"\x08\x00")):  # the last two name their method
+    for garbage in (
+        b"\x42" * 10,
+        frame(b"\x0f\xff\x00"),
+        frame(status_call()[:-5]),
+        frame(call_header("queueCalcPi") + b"\x08\x00"),
+    ):  # the last two name their method
         with connect(srv.port) as sock:
             sock.sendall(garbage)
             wait_closed_by_server(sock, 2.0)
@@ -99,16 +103,24 @@ def test_exact_counts_after_a_known_set_of_calls(make_server) -> None:
     assert calls(found, "listTasks", "internal_error") == 1
     assert calls(found, "unknown", "decode_error") == 4  # two unknown names, two undecodable frames
     assert sum(v for (name, _), v in found.items() if name == "thrift_server_calls_total") == 16
-    counts = {dict(labels)["method"]: v for (name, labels), v in found.items()
-              if name == "thrift_server_call_duration_seconds_count"}
+    counts = {
+        dict(labels)["method"]: v
+        for (name, labels), v in found.items()
+        if name == "thrift_server_call_duration_seconds_count"
+    }
     assert counts == dict.fromkeys(METHODS, 0) | {"getTaskStatus": 7, "queueCalcPi": 4, "listTasks": 1, "unknown": 2}
     # Bounded: every series exists from the start, and no client's method name ever became one.
     methods = {dict(labels).get("method") for (name, labels), _ in found.items() if name.startswith("thrift_server")}
     assert methods == {*METHODS, "unknown"}
-    assert {dict(labels)["outcome"] for (name, labels), _ in found.items()
-            if name == "thrift_server_calls_total"} == {"ok", "idl_error", "internal_error", "decode_error"}
+    assert {dict(labels)["outcome"] for (name, labels), _ in found.items() if name == "thrift_server_calls_total"} == {
+        "ok",
+        "idl_error",
+        "internal_error",
+        "decode_error",
+    }
     assert {dict(labels)["outcome"] for (name, labels), _ in found.items() if name == "publishes_total"} == set(
-        PUBLISH_OUTCOMES)
+        PUBLISH_OUTCOMES
+    )
 
 
 @pytest.mark.timeout(30)
@@ -146,8 +158,9 @@ def test_every_publish_outcome_is_counted(broker_url: str, queue_name: str, rela
         with pytest.raises(NotPublished):
             await publisher.publish_calc_pi(str(uuid.uuid4()), 1)  # not_sent: the publisher is closed
         full = {"x-max-length": 0, "x-overflow": "reject-publish"}
-        nacking = TaskPublisher(broker_url, f"{queue_name}-full", timeout=5, retries=0, queue_arguments=full,
-                                count=counted.append)
+        nacking = TaskPublisher(
+            broker_url, f"{queue_name}-full", timeout=5, retries=0, queue_arguments=full, count=counted.append
+        )
         try:
             with pytest.raises(QueueUnavailable, match="nack"):
                 await nacking.publish_calc_pi(str(uuid.uuid4()), 1)
@@ -184,14 +197,22 @@ def test_tasks_by_status_are_read_when_scraped(loop_thread: asyncio.AbstractEven
     metrics.attach(loop_thread)
     found = samples(metrics)
     assert {dict(labels)["status"]: v for (name, labels), v in found.items() if name == "tasks"} == {
-        "WAITING": 2, "PROGRESS": 1, "SUCCESS": 7, "FAILURE": 0, "REVOKED": 3}
+        "WAITING": 2,
+        "PROGRESS": 1,
+        "SUCCESS": 7,
+        "FAILURE": 0,
+        "REVOKED": 3,
+    }
     assert len(asked) == 1 and asked[0] is not threading.current_thread()  # on the loop's thread
 
 
 @pytest.mark.parametrize("trouble", ["raises", "hangs"])
 def test_a_store_that_cannot_answer_leaves_the_gauge_out_not_the_scrape(
-        loop_thread: asyncio.AbstractEventLoop, trouble: str, caplog: pytest.LogCaptureFixture,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    loop_thread: asyncio.AbstractEventLoop,
+    trouble: str,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from state.errors import StorageError
 
     monkeypatch.setattr(metrics_module, "COUNTS_TIMEOUT", 0.3)

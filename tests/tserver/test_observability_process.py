@@ -52,16 +52,25 @@ class Running:
 
     def scrape(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
-        return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                for family in text_string_to_metric_families(text) for s in family.samples}
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
 
 
 def environment(tmp_path: Path, broker_url: str, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_OURS)}
-    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "gen-py")]), PYTHONUNBUFFERED="1",
-               STATE_DIR=str(tmp_path / "results"), BROKER_URL=broker_url, TSERVER_HOST="127.0.0.1",
-               TSERVER_PORT="0", CELERY_QUEUE=f"test-tserver-{uuid.uuid4().hex[:12]}",
-               TSERVER_METRICS_PORT=str(free_port()))
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "gen-py")]),
+        PYTHONUNBUFFERED="1",
+        STATE_DIR=str(tmp_path / "results"),
+        BROKER_URL=broker_url,
+        TSERVER_HOST="127.0.0.1",
+        TSERVER_PORT="0",
+        CELERY_QUEUE=f"test-tserver-{uuid.uuid4().hex[:12]}",
+        TSERVER_METRICS_PORT=str(free_port()),
+    )
     env.update(settings)
     return env
 
@@ -71,8 +80,14 @@ def tserver(tmp_path: Path, broker_url: str, **settings: str) -> Iterator[Runnin
     """`python -m tserver` serving until the block ends (then SIGTERM; its output kept on the Running)."""
     env = environment(tmp_path, broker_url, **settings)
     port_file = tmp_path / f"port-{uuid.uuid4().hex[:6]}"
-    proc = subprocess.Popen([sys.executable, "-m", "tserver", "--port-file", str(port_file)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tserver", "--port-file", str(port_file)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     running = Running(proc, 0, int(env["TSERVER_METRICS_PORT"]), env["CELERY_QUEUE"])
     try:
         wait_for(lambda: port_file.exists() or proc.poll() is not None, 30, "the Thrift server to listen")
@@ -125,7 +140,12 @@ def test_metrics_count_exactly_what_was_done(tmp_path: Path, broker_url: str) ->
     assert sum(v for (name, _), v in found.items() if name == "thrift_server_calls_total") == 10
     assert found["thrift_server_call_duration_seconds_count", (("method", "queueCalcPi"),)] == 3
     assert {dict(labels)["outcome"]: v for (name, labels), v in found.items() if name == "publishes_total"} == {
-        "confirmed": 3, "nack": 0, "returned": 0, "timeout": 0, "not_sent": 0}
+        "confirmed": 3,
+        "nack": 0,
+        "returned": 0,
+        "timeout": 0,
+        "not_sent": 0,
+    }
     assert tasks(found) == {"WAITING": 2, "PROGRESS": 0, "SUCCESS": 0, "FAILURE": 0, "REVOKED": 1}
     assert not any("dropTables" in str(labels) for _, labels in found)
     assert found["process_resident_memory_bytes", ()] > 0
@@ -143,16 +163,24 @@ def test_metrics_enabled_false_opens_no_listener(tmp_path: Path, broker_url: str
 def test_a_metrics_port_already_taken_is_a_one_line_error(tmp_path: Path, broker_url: str) -> None:
     with socket.create_server(("127.0.0.1", 0)) as taken:  # listening: the port is taken
         port = taken.getsockname()[1]
-        run = subprocess.run([sys.executable, "-m", "tserver"], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                             env=environment(tmp_path, broker_url, TSERVER_METRICS_PORT=str(port)))
+        run = subprocess.run(
+            [sys.executable, "-m", "tserver"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=environment(tmp_path, broker_url, TSERVER_METRICS_PORT=str(port)),
+        )
     assert run.returncode != 0
     (line,) = run.stderr.strip().splitlines()
     assert line.startswith(f"tserver: cannot serve metrics on 127.0.0.1:{port}: ") and "in use" in line, line
 
 
 def test_json_logs_name_the_task_and_the_trace(tmp_path: Path, broker_url: str) -> None:
-    with (tserver(tmp_path, broker_url, LOG_FORMAT="json", OTEL_TRACES_EXPORTER="console") as srv,
-          header_client(srv.port) as client):
+    with (
+        tserver(tmp_path, broker_url, LOG_FORMAT="json", OTEL_TRACES_EXPORTER="console") as srv,
+        header_client(srv.port) as client,
+    ):
         client._iprot.trans.set_header(b"traceparent", TRACEPARENT)
         task_id = client.queueCalcPi(3).id
         client._iprot.trans.set_header(b"traceparent", TRACEPARENT)

@@ -40,13 +40,6 @@ def _channel(broker_url: str) -> Iterator[amqp.Channel]:
         conn.close()
 
 
-@pytest.fixture
-def queue_name(broker_url: str) -> Iterator[str]:
-    name = f"test-aiopub-{uuid.uuid4().hex[:12]}"
-    yield name
-    _delete_queue(broker_url, name)
-
-
 def _get_all(broker_url: str, queue: str) -> list[amqp.Message]:
     with _channel(broker_url) as channel:
         messages = []
@@ -75,6 +68,7 @@ async def _eventually(check: Callable[[], T], want: T, timeout: float = 5.0) -> 
 
 def _run(coro: Awaitable[T]) -> T:
     """Run on uvloop, as the Thrift server does."""
+
     async def main() -> T:
         return await coro
 
@@ -201,16 +195,24 @@ def test_message_is_the_one_celery_sends(broker_url: str, queue_name: str) -> No
     with app.connection_for_write(broker_url) as conn:
         # reply_to names the sending app and thread (Celery's result queue; no result is kept):
         # Celery's own is given ours, so that every other field must match as it is.
-        calc_pi.apply_async(args=(task_id, 7), task_id=task_id, queue=queue_name, connection=conn,
-                            reply_to=publishing.celery_app.thread_oid)
+        calc_pi.apply_async(
+            args=(task_id, 7),
+            task_id=task_id,
+            queue=queue_name,
+            connection=conn,
+            reply_to=publishing.celery_app.thread_oid,
+        )
     (celerys,) = _get_all(broker_url, queue_name)
 
     _run(_publish_then_close(TaskPublisher(broker_url, queue_name, timeout=5, retries=0), task_id, decimal=7))
     (ours,) = _get_all(broker_url, queue_name)
 
     # Decoded by py-amqp, as the Celery worker decodes it.
-    assert json.loads(ours.body) == json.loads(celerys.body) == [[task_id, 7], {}, {
-        "callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    assert (
+        json.loads(ours.body)
+        == json.loads(celerys.body)
+        == [[task_id, 7], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    )
     assert ours.headers == celerys.headers  # None values too (sent as AMQP void)
     assert ours.headers["task"] == "worker.calc_pi" and ours.headers["id"] == task_id
     assert ours.headers["ignore_result"] is calc_pi.ignore_result
@@ -222,8 +224,7 @@ def test_message_is_the_one_celery_sends(broker_url: str, queue_name: str) -> No
     assert ours.delivery_info["exchange"] == "" and ours.delivery_info["routing_key"] == queue_name
 
 
-def test_concurrent_publishes_are_all_confirmed_and_queued(broker_url: str, queue_name: str,
-                                                           relay: Relay) -> None:
+def test_concurrent_publishes_are_all_confirmed_and_queued(broker_url: str, queue_name: str, relay: Relay) -> None:
     async def publish_many() -> None:
         publisher = TaskPublisher(relay.url, queue_name, timeout=5, retries=0)
         try:
@@ -263,8 +264,7 @@ def test_wrong_credentials_are_not_published(broker_url: str, queue_name: str) -
         _run(_publish_then_close(TaskPublisher(bad, queue_name, timeout=5, retries=0), str(uuid.uuid4())))
 
 
-def test_an_unroutable_message_is_refused_then_the_queue_is_declared_again(broker_url: str,
-                                                                          queue_name: str) -> None:
+def test_an_unroutable_message_is_refused_then_the_queue_is_declared_again(broker_url: str, queue_name: str) -> None:
     async def scenario() -> None:
         publisher = TaskPublisher(broker_url, queue_name, timeout=5, retries=0)
         try:
@@ -310,8 +310,11 @@ def test_a_nack_is_queue_unavailable(broker_url: str, queue_name: str) -> None:
 
 def test_a_quorum_queue_is_declared_with_its_arguments(broker_url: str, queue_name: str) -> None:
     quorum = {"x-queue-type": "quorum"}
-    _run(_publish_then_close(TaskPublisher(broker_url, queue_name, timeout=5, retries=0, queue_arguments=quorum),
-                             str(uuid.uuid4())))
+    _run(
+        _publish_then_close(
+            TaskPublisher(broker_url, queue_name, timeout=5, retries=0, queue_arguments=quorum), str(uuid.uuid4())
+        )
+    )
     assert _depth(broker_url, queue_name) == 1
     with _channel(broker_url) as channel:  # the same declaration is accepted: it is that queue
         channel.queue_declare(queue_name, durable=True, auto_delete=False, arguments=quorum)
@@ -336,8 +339,7 @@ def test_a_connection_closed_by_the_broker_is_replaced(broker_url: str, queue_na
     assert _depth(broker_url, queue_name) == 2
 
 
-def test_a_connection_lost_while_idle_is_not_published_when_none_can_be_opened(queue_name: str,
-                                                                               relay: Relay) -> None:
+def test_a_connection_lost_while_idle_is_not_published_when_none_can_be_opened(queue_name: str, relay: Relay) -> None:
     # The broker went away between two publishes: the closed channel is noticed before anything is
     # sent, so the caller learns that nothing was queued (and each retry tried a new connection).
     async def scenario() -> None:
@@ -399,8 +401,7 @@ def test_a_broker_that_never_answers_times_out(queue_name: str) -> None:
         assert time.monotonic() - started < 1.0
 
 
-def test_a_broker_that_stops_confirming_times_out_then_is_left(broker_url: str, queue_name: str,
-                                                               relay: Relay) -> None:
+def test_a_broker_that_stops_confirming_times_out_then_is_left(broker_url: str, queue_name: str, relay: Relay) -> None:
     # Connected, then RabbitMQ takes the message and its answers stop coming (frozen, or blocked by
     # a resource alarm): QueueUnavailable in time, not NotPublished (it was sent), not retried.
     async def scenario() -> None:

@@ -29,6 +29,7 @@ from tests.tserver.runtime_harness import (
 # Stock clients, framed and unframed
 # --------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("framed", [False, True], ids=["unframed", "framed"])
@@ -193,7 +194,7 @@ def test_message_one_byte_at_a_time(make_server, framed, loop):
     assert len(wire) > 300
     with connect(srv.port) as sock:
         for i in range(len(wire)):
-            sock.sendall(wire[i:i + 1])
+            sock.sendall(wire[i : i + 1])
             time.sleep(0.001)
         assert client_on(sock, framed).recv_getTaskStatus().id == LONG_ID
         # and the connection goes on with a whole message
@@ -216,5 +217,3 @@ def test_unknown_method_is_answered_with_an_error(make_server, framed):
         assert exc.type == TApplicationException.UNKNOWN_METHOD
         sock.sendall(frame(status_call()) if framed else status_call())  # still usable
         assert client_on(sock, framed).recv_getTaskStatus().id == KNOWN
-
-

@@ -33,6 +33,7 @@ from tests.tserver.runtime_harness import (
 # Connections: idle ones cost no thread, limits, graceful close
 # --------------------------------------------------------------------------------------------------
 
+
 def _raise_nofile(needed: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
@@ -119,7 +120,7 @@ def test_close_is_graceful(make_server, loop):
         try:
             with stock_client(srv.port, framed=True) as client:
                 result["host"] = client.getHostStatus().hostname
-        except Exception as exc:  # reported below
+        except Exception as exc:  # noqa: BLE001 - any failure of the call is reported below
             result["error"] = exc
 
     with connect(srv.port) as idle:
@@ -134,7 +135,7 @@ def test_close_is_graceful(make_server, loop):
         assert 0.3 < took < 3.0  # close() waited for it, and no longer than needed
         assert wait_closed_by_server(idle, 1.0) < 1.0  # idle connections were closed
     assert srv.server.connection_count == 0
-    with pytest.raises(OSError):  # no longer accepting
+    with pytest.raises(ConnectionRefusedError):  # no longer accepting
         socket.create_connection(("127.0.0.1", srv.port), timeout=1.0).close()
     assert not pool_threads() - before, "pool threads left"
 
@@ -161,8 +162,14 @@ _RUN_SCRIPT = textwrap.dedent("""
 def test_run_writes_port_file_and_stops_on_sigterm(tmp_path):
     port_file = tmp_path / "tserver.port"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "gen-py")]))
-    proc = subprocess.Popen([sys.executable, "-c", _RUN_SCRIPT, str(port_file)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _RUN_SCRIPT, str(port_file)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: port_file.exists() or proc.poll() is not None, 15.0, "the port file")
         assert proc.poll() is None, proc.stderr.read()
@@ -188,4 +195,3 @@ def test_run_writes_port_file_and_stops_on_sigterm(tmp_path):
         assert lines[0].split()[2] == "uvloop"
     assert lines[-1] == "exited cleanly"
     assert not list(tmp_path.glob(".port-*")), "temporary port file left behind"
-

@@ -90,8 +90,9 @@ def test_zlib_transformed_requests_are_read(make_server):
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("protocol", [THeaderSubprotocolID.BINARY, THeaderSubprotocolID.COMPACT],
-                         ids=["binary", "compact"])
+@pytest.mark.parametrize(
+    "protocol", [THeaderSubprotocolID.BINARY, THeaderSubprotocolID.COMPACT], ids=["binary", "compact"]
+)
 def test_the_reply_is_framed_as_thrifts_server_frames_it(make_server, protocol):
     """Same sub-protocol, flags and sequence id; the request's info headers and transforms not echoed."""
     srv = make_server()
@@ -102,9 +103,14 @@ def test_the_reply_is_framed_as_thrifts_server_frames_it(make_server, protocol):
     prot.writeMessageBegin("getTaskStatus", TMessageType.CALL, 77)
     RPCcelery.getTaskStatus_args(uuid=KNOWN).write(prot)
     prot.writeMessageEnd()
-    request = header_frame(buf.getvalue(), {b"traceparent": b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01",
-                                            b"x-other": b"y"}, protocol=protocol, flags=0x0001, seqid=77,
-                           transforms=(ZLIB,))
+    request = header_frame(
+        buf.getvalue(),
+        {b"traceparent": b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01", b"x-other": b"y"},
+        protocol=protocol,
+        flags=0x0001,
+        seqid=77,
+        transforms=(ZLIB,),
+    )
     with connect(srv.port) as sock:
         sock.sendall(request)
         reply = read_header_reply(sock)
@@ -121,8 +127,12 @@ def test_the_reply_is_framed_as_thrifts_server_frames_it(make_server, protocol):
 @pytest.mark.timeout(30)
 def test_framings_mix_frame_by_frame_and_pipelined_replies_keep_their_order(make_server):
     srv = make_server()
-    calls = [header_frame(status_call("echo-0", 1)), frame(status_call("echo-1", 2)),
-             header_frame(status_call("echo-2", 3), {b"traceparent": b"garbage"}), frame(status_call("echo-3", 4))]
+    calls = [
+        header_frame(status_call("echo-0", 1)),
+        frame(status_call("echo-1", 2)),
+        header_frame(status_call("echo-2", 3), {b"traceparent": b"garbage"}),
+        frame(status_call("echo-3", 4)),
+    ]
     with connect(srv.port) as sock:
         sock.sendall(b"".join(calls))  # pipelined: all at once
         client = client_on(sock, framed=True)
@@ -144,7 +154,7 @@ def test_a_theader_request_dribbled_byte_by_byte_is_answered(make_server):
     request = header_frame(status_call(LONG_ID), {b"traceparent": b"00-" + b"a" * 32 + b"-" + b"b" * 16 + b"-01"})
     with connect(srv.port) as sock:
         for i in range(len(request)):
-            sock.sendall(request[i:i + 1])
+            sock.sendall(request[i : i + 1])
         reply = read_header_reply(sock)
     iprot = TBinaryProtocol(TMemoryBuffer(reply.cstringio_buf.read()))
     iprot.readMessageBegin()

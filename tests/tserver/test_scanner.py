@@ -25,11 +25,13 @@ from tserver.runtime.scanner import MessageScanner, ScanError
 # The incremental scanner
 # --------------------------------------------------------------------------------------------------
 
+
 def _scanner(**kw) -> MessageScanner:
     args = dict(max_bytes=MB, string_length_limit=MB, container_length_limit=100_000)
     args.update(kw)
-    return MessageScanner(args.pop("max_bytes"), args.pop("string_length_limit"), args.pop("container_length_limit"),
-                          **args)
+    return MessageScanner(
+        args.pop("max_bytes"), args.pop("string_length_limit"), args.pop("container_length_limit"), **args
+    )
 
 
 def _rich_message() -> bytes:
@@ -39,9 +41,13 @@ def _rich_message() -> bytes:
     p.writeMessageBegin("anything", TMessageType.CALL, 7)
     p.writeStructBegin("args")
     p.writeFieldBegin("host", TType.STRUCT, 1)
-    HostStatus(hostname="h" * 50, ip="10.0.0.1", cpu=CpuStatus(percent=5.5, count=4, load_average=[1.0] * 20),
-               memory=MemoryStatus(total=10, available=5, percent=50.0),
-               disk=DiskStatus(path="/var", total=3, free=2, percent=33.0)).write(p)
+    HostStatus(
+        hostname="h" * 50,
+        ip="10.0.0.1",
+        cpu=CpuStatus(percent=5.5, count=4, load_average=[1.0] * 20),
+        memory=MemoryStatus(total=10, available=5, percent=50.0),
+        disk=DiskStatus(path="/var", total=3, free=2, percent=33.0),
+    ).write(p)
     p.writeFieldEnd()
     p.writeFieldBegin("page", TType.STRUCT, 2)
     TaskPage(tasks=[_record(f"id-{i}") for i in range(5)], total=5).write(p)
@@ -104,7 +110,7 @@ def test_scanner_finds_the_exact_end_at_any_split():
     for _ in range(40):
         scanner = _scanner()
         buf = bytearray()
-        cuts = sorted(rng.sample(range(1, len(msg)), 12)) + [len(msg)]
+        cuts = [*sorted(rng.sample(range(1, len(msg)), 12)), len(msg)]
         start = 0
         for cut in cuts:
             buf += msg[start:cut]
@@ -139,7 +145,7 @@ def test_scanner_one_byte_at_a_time_is_linear():
 
 
 @pytest.mark.parametrize(
-    "data, kw",
+    ("data", "kw"),
     [
         (b"\x80\x02\x00\x01" + b"\x00" * 20, {}),  # bad version
         (struct.pack("!Ii", 0x80010000 | TMessageType.REPLY, 1) + b"x\x00\x00\x00\x01\x00", {}),  # not a call
@@ -155,8 +161,21 @@ def test_scanner_one_byte_at_a_time_is_linear():
         (call_header() + b"\x0b\x00\x01" + struct.pack("!i", 200), {"string_length_limit": 100}),
         (call_header() + b"\x0f\x00\x02\x08" + struct.pack("!i", 200_000), {}),  # 800 kB: fits max_bytes
     ],
-    ids=["version", "reply", "string-1GB", "string-neg", "list-huge", "map-huge", "max-bytes", "depth",
-         "field-type", "elem-type", "name-1GB", "string-limit", "container-limit"],
+    ids=[
+        "version",
+        "reply",
+        "string-1GB",
+        "string-neg",
+        "list-huge",
+        "map-huge",
+        "max-bytes",
+        "depth",
+        "field-type",
+        "elem-type",
+        "name-1GB",
+        "string-limit",
+        "container-limit",
+    ],
 )
 def test_scanner_rejects(data, kw):
     with pytest.raises(ScanError):
@@ -170,5 +189,3 @@ def test_scanner_depth_limit_is_exact():
     assert _scanner().feed(bytearray(nested(64))) == len(nested(64))
     with pytest.raises(ScanError):
         _scanner().feed(bytearray(nested(65)))
-
-

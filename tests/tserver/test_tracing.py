@@ -21,7 +21,7 @@ from RPC.ttypes import BadTask, calcResult
 from state.backends import open_catalog
 from state.config import StateSettings
 from tests.tserver.runtime_harness import KNOWN, Handler, connect, encode_call, frame, stock_client
-from tests.tserver.test_publishing import _get_all, queue_name  # noqa: F401 - queue_name: a fixture
+from tests.tserver.test_publishing import _get_all
 from tests.tserver.theader_wire import header_client
 from tserver.handler import RPCceleryHandler
 from tserver.observed import ObservedCalls
@@ -88,12 +88,35 @@ def test_the_call_span_continues_the_trace_of_the_theader_traceparent(make_serve
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("traceparent", [
-    b"garbage", b"", b"00-" + b"0" * 32 + b"-" + PARENT.encode() + b"-01", b"00-" + TRACE.encode() + b"-" + b"0" * 16
-    + b"-01", b"ff-" + TRACE.encode() + b"-" + PARENT.encode() + b"-01", b"00-" + TRACE.upper().encode() + b"-"
-    + PARENT.encode() + b"-01", TRACEPARENT[:-1], TRACEPARENT + b"-extra", b"\xff\xfe\x00" * 20, b"x" * 4000, None,
-], ids=["garbage", "empty", "zero-trace", "zero-span", "version-ff", "upper-case", "short", "extra", "binary",
-        "long", "absent"])
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        b"garbage",
+        b"",
+        b"00-" + b"0" * 32 + b"-" + PARENT.encode() + b"-01",
+        b"00-" + TRACE.encode() + b"-" + b"0" * 16 + b"-01",
+        b"ff-" + TRACE.encode() + b"-" + PARENT.encode() + b"-01",
+        b"00-" + TRACE.upper().encode() + b"-" + PARENT.encode() + b"-01",
+        TRACEPARENT[:-1],
+        TRACEPARENT + b"-extra",
+        b"\xff\xfe\x00" * 20,
+        b"x" * 4000,
+        None,
+    ],
+    ids=[
+        "garbage",
+        "empty",
+        "zero-trace",
+        "zero-span",
+        "version-ff",
+        "upper-case",
+        "short",
+        "extra",
+        "binary",
+        "long",
+        "absent",
+    ],
+)
 def test_a_malformed_or_absent_traceparent_starts_a_new_trace(make_server, spans, traceparent):
     tracer, exporter = spans
     srv = make_server(observer=ObservedCalls(metrics=None, tracer=tracer))
@@ -139,8 +162,9 @@ class _Empty:
 
 
 @pytest.mark.timeout(60)
-def test_the_publish_span_is_the_calls_child_and_the_message_carries_it(make_server, spans, tmp_path, broker_url,
-                                                                        queue_name):  # noqa: F811 - the fixture
+def test_the_publish_span_is_the_calls_child_and_the_message_carries_it(
+    make_server, spans, tmp_path, broker_url, queue_name
+):
     from opentelemetry.instrumentation.celery import celery_getter
     from opentelemetry.propagate import extract
 
@@ -176,7 +200,7 @@ def test_the_publish_span_is_the_calls_child_and_the_message_carries_it(make_ser
 
 
 @pytest.mark.timeout(60)
-def test_without_a_tracer_the_message_carries_no_trace_context(broker_url, queue_name):  # noqa: F811
+def test_without_a_tracer_the_message_carries_no_trace_context(broker_url, queue_name):
     async def publish() -> None:
         publisher = TaskPublisher(broker_url, queue_name, timeout=5, retries=0)
         try:

@@ -29,8 +29,15 @@ def header_client(port: int, compact: bool = False, timeout: float = 5.0):
         trans.close()
 
 
-def header_frame(message: bytes, headers: dict[bytes, bytes] | None = None, *, protocol: int = 0, flags: int = 0,
-                 seqid: int = 1, transforms: tuple[int, ...] = ()) -> bytes:
+def header_frame(
+    message: bytes,
+    headers: dict[bytes, bytes] | None = None,
+    *,
+    protocol: int = 0,
+    flags: int = 0,
+    seqid: int = 1,
+    transforms: tuple[int, ...] = (),
+) -> bytes:
     """`message` as one THeader frame written by thrift's own THeaderTransport."""
     out = TTransport.TMemoryBuffer()
     trans = THeaderTransport(out, (THeaderClientType.HEADERS,), protocol)

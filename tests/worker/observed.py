@@ -48,14 +48,23 @@ class WorkerRun:
 
     def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROMETHEUS_"))}
-        env.update(BROKER_URL=self.broker_url, CELERY_QUEUE=self.queue, PYTHONUNBUFFERED="1", WORKER_METRICS_PORT="0",
-                   **self.state_env())
+        env.update(
+            BROKER_URL=self.broker_url,
+            CELERY_QUEUE=self.queue,
+            PYTHONUNBUFFERED="1",
+            WORKER_METRICS_PORT="0",
+            **self.state_env(),
+        )
         env.update(self.env)
         return env
 
     def state_env(self) -> dict[str, str]:
-        return {"STATE_BACKEND": self.backend, "STATE_DIR": str(self.state_dir), "REDIS_URL": self.redis_url,
-                "REDIS_KEY_PREFIX": self.redis_prefix}
+        return {
+            "STATE_BACKEND": self.backend,
+            "STATE_DIR": str(self.state_dir),
+            "REDIS_URL": self.redis_url,
+            "REDIS_KEY_PREFIX": self.redis_prefix,
+        }
 
     def store(self) -> Any:
         """The worker's state store, opened here as the worker opens it."""
@@ -74,17 +83,38 @@ class WorkerRun:
         return self.store().read(task_id)
 
     def command(self, concurrency: int = 2) -> list[str]:
-        return [sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--loglevel=INFO",
-                f"--queues={self.queue},{self.queue}.chunks", f"--concurrency={concurrency}",
-                f"--hostname=test-{self.queue}@%h", "--without-gossip", "--without-mingle"]
+        return [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "worker.app",
+            "worker",
+            "--loglevel=INFO",
+            f"--queues={self.queue},{self.queue}.chunks",
+            f"--concurrency={concurrency}",
+            f"--hostname=test-{self.queue}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ]
 
     def start(self, concurrency: int = 2) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(self.command(concurrency), cwd=REPO, env=self.environment(), stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: b" ready." in self.log.read_bytes() or b"ready.\"" in self.log.read_bytes(), 60,
-                 f"the worker to be ready (log: {self.log})", interval=0.1)
+            self.proc = subprocess.Popen(
+                self.command(concurrency),
+                cwd=REPO,
+                env=self.environment(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(
+            lambda: b" ready." in self.log.read_bytes() or b'ready."' in self.log.read_bytes(),
+            60,
+            f"the worker to be ready (log: {self.log})",
+            interval=0.1,
+        )
 
     def stop(self) -> None:
         """A warm shutdown (what flushes the spans the pool processes still hold)."""
@@ -124,11 +154,21 @@ def publish_calc_pi(broker_url: str, queue: str, task_id: str, decimal: int, hea
 
     args = (task_id, decimal)
     message_headers, properties, body, _ = app.amqp.as_task_v2(
-        task_id, "worker.calc_pi", args=args, kwargs={}, ignore_result=True, argsrepr=repr(args), kwargsrepr="{}")
+        task_id, "worker.calc_pi", args=args, kwargs={}, ignore_result=True, argsrepr=repr(args), kwargsrepr="{}"
+    )
     message_headers.update(headers)
     content_type, encoding, data = dumps(body, serializer="json")
     with Connection(broker_url, connect_timeout=3) as conn:
         producer = conn.Producer()
-        producer.publish(data, exchange="", routing_key=queue, headers=message_headers, content_type=content_type,
-                         content_encoding=encoding, delivery_mode=2, retry=False,
-                         declare=[Queue(queue, Exchange(queue), routing_key=queue)], **properties)
+        producer.publish(
+            data,
+            exchange="",
+            routing_key=queue,
+            headers=message_headers,
+            content_type=content_type,
+            content_encoding=encoding,
+            delivery_mode=2,
+            retry=False,
+            declare=[Queue(queue, Exchange(queue), routing_key=queue)],
+            **properties,
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import pathlib
 import threading
@@ -108,7 +109,7 @@ def test_progress_is_monotone_bounded_and_frequent(decimal):
     assert fractions == sorted(fractions)
     assert fractions[-1] > 0.5
     terms = [0] + [p.terms for p in reports] + [result.terms]
-    gaps = [b - a for a, b in zip(terms, terms[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(terms)]
     assert min(gaps) > 0
     # Terms come in pairs: for d <= 2 (about 120 and 300 terms) 1% is less than one pair.
     assert max(gaps) <= max(2, 0.01 * result.terms)
@@ -123,7 +124,7 @@ def test_progress_is_monotone_bounded_and_frequent(decimal):
 def test_progress_step_and_min_report_interval():
     result, every = run(7, progress_step=0.05)
     terms = [0] + [p.terms for p in every] + [result.terms]
-    assert max(b - a for a, b in zip(terms, terms[1:])) <= 0.05 * result.terms
+    assert max(b - a for a, b in itertools.pairwise(terms)) <= 0.05 * result.terms
     # min_report_interval caps the rate of reports: the first comes at once, then none closer in
     # time than the interval (a task shorter than the interval reports once).
     result, sparse = run(8, min_report_interval=0.02)
@@ -180,16 +181,27 @@ def test_module_holds_no_copy_of_pi():
 def test_python_loop_sum_is_the_plain_series():
     assert leibniz.python_loop_sum(1) == 4.0
     assert leibniz.python_loop_sum(3) == pytest.approx(4 * (1 - 1 / 3 + 1 / 5))
-    assert leibniz.python_loop_sum(10_000) == pytest.approx(4 * math.fsum((-1) ** k / (2 * k + 1) for k in range(10_000)))
+    assert leibniz.python_loop_sum(10_000) == pytest.approx(
+        4 * math.fsum((-1) ** k / (2 * k + 1) for k in range(10_000))
+    )
 
 
 # --- the kernel ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "j0, j1",
-    [(0, 0), (0, 1), (0, 255), (0, 256), (0, 257), (3, 1000), (10**6, 10**6 + 777),
-     (2**40, 2**40 + 700), (2**52 - 300, 2**52)],
+    ("j0", "j1"),
+    [
+        (0, 0),
+        (0, 1),
+        (0, 255),
+        (0, 256),
+        (0, 257),
+        (3, 1000),
+        (10**6, 10**6 + 777),
+        (2**40, 2**40 + 700),
+        (2**52 - 300, 2**52),
+    ],
 )
 def test_pair_sum_matches_exact_sum_within_documented_bound(j0, j1):
     hi, lo = _leibniz.pair_sum(j0, j1)
@@ -218,7 +230,7 @@ def test_pair_sum_is_additive():
     a, b, c = 0, 123_457, 3_000_001
     parts = [_leibniz.pair_sum(*r) for r in ((a, b), (b, c), (a, c))]
     values = [Fraction(hi) + Fraction(lo) for hi, lo in parts]
-    bounds = [documented_bound(j0, j1, *p) for (j0, j1), p in zip(((a, b), (b, c), (a, c)), parts)]
+    bounds = [documented_bound(j0, j1, *p) for (j0, j1), p in zip(((a, b), (b, c), (a, c)), parts, strict=True)]
     assert abs(values[0] + values[1] - values[2]) <= sum(bounds)
     assert values[0] + values[1] != 0 and values[2] > values[1]
 
@@ -230,9 +242,16 @@ def test_pair_sum_total_converges_to_the_leibniz_bracket():
 
 
 @pytest.mark.parametrize(
-    "args, error",
-    [((-1, 5), ValueError), ((5, 4), ValueError), ((0, 2**52 + 1), ValueError), ((2**64, 2**64 + 1), ValueError),
-     ((0.0, 1), TypeError), ((0, "1"), TypeError), ((0,), TypeError)],
+    ("args", "error"),
+    [
+        ((-1, 5), ValueError),
+        ((5, 4), ValueError),
+        ((0, 2**52 + 1), ValueError),
+        ((2**64, 2**64 + 1), ValueError),
+        ((0.0, 1), TypeError),
+        ((0, "1"), TypeError),
+        ((0,), TypeError),
+    ],
 )
 def test_pair_sum_validates_arguments(args, error):
     with pytest.raises(error):
@@ -247,7 +266,7 @@ def test_pair_sum_accepts_the_limits():
 def test_kernel_constants():
     assert _leibniz.LANES & (_leibniz.LANES - 1) == 0
     assert _leibniz.BLOCK % 2 == 0
-    assert _leibniz.ROUNDINGS == _leibniz.PAIR_ROUNDINGS + _leibniz.BLOCK // 2 - 1 + _leibniz.LANES.bit_length() - 1
+    assert _leibniz.PAIR_ROUNDINGS + _leibniz.BLOCK // 2 - 1 + _leibniz.LANES.bit_length() - 1 == _leibniz.ROUNDINGS
     assert _leibniz.MAX_J == 2**52
 
 
@@ -267,7 +286,7 @@ def test_pair_sum_releases_the_gil():
     while worker.is_alive():
         stamps.append(time.perf_counter())
     worker.join()
-    longest_wait = max(b - a for a, b in zip(stamps, stamps[1:]))
+    longest_wait = max(b - a for a, b in itertools.pairwise(stamps))
     assert longest_wait < 0.5 * duration[0]
 
 
@@ -277,7 +296,7 @@ def test_call_error_bound_is_never_below_the_exact_bound():
     import random
 
     rng = random.Random(1234)
-    cases = [(1.0, 0.0), (1.0, -2.0**-54), (0.5, 2.0**-55), (math.pi / 4, 1e-17), (2.0**-40, -2.0**-94)]
+    cases = [(1.0, 0.0), (1.0, -(2.0**-54)), (0.5, 2.0**-55), (math.pi / 4, 1e-17), (2.0**-40, -(2.0**-94))]
     for _ in range(2000):
         hi = rng.uniform(1e-25, 1.0) * 2.0 ** -rng.randrange(0, 60)
         cases.append((hi, rng.uniform(-0.5, 0.5) * math.ulp(hi)))

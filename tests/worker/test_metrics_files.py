@@ -23,30 +23,48 @@ from worker.metrics_files import fresh_folder, sweep_dead
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.mark.parametrize("command", [
-    ["-m", "celery", "-A", "worker.app", "worker", "--queues=test-port-taken"],
-    ["-m", "worker"],
-], ids=["celery-worker", "python-m-worker"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["-m", "celery", "-A", "worker.app", "worker", "--queues=test-port-taken"],
+        ["-m", "worker"],
+    ],
+    ids=["celery-worker", "python-m-worker"],
+)
 def test_a_metrics_port_already_taken_is_a_one_line_error_at_start(command: list[str], tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        env = dict(os.environ, WORKER_METRICS_PORT=str(port), WORKER_METRICS_DIR=str(tmp_path / "metrics"),
-                   STATE_DIR=str(tmp_path / "results"), CELERY_QUEUE="test-port-taken",
-                   BROKER_URL="amqp://guest:guest@127.0.0.1:1//")  # never reached: it stops before connecting
+        env = dict(
+            os.environ,
+            WORKER_METRICS_PORT=str(port),
+            WORKER_METRICS_DIR=str(tmp_path / "metrics"),
+            STATE_DIR=str(tmp_path / "results"),
+            CELERY_QUEUE="test-port-taken",
+            BROKER_URL="amqp://guest:guest@127.0.0.1:1//",
+        )  # never reached: it stops before connecting
         done = subprocess.run([sys.executable, *command], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert done.stdout == ""
-    assert done.stderr == (f"worker: cannot serve metrics on 127.0.0.1:{port}: Address already in use (set "
-                           "WORKER_METRICS_PORT to a free port, 0 for no listener, or METRICS_ENABLED=false)\n")
+    assert done.stderr == (
+        f"worker: cannot serve metrics on 127.0.0.1:{port}: Address already in use (set "
+        "WORKER_METRICS_PORT to a free port, 0 for no listener, or METRICS_ENABLED=false)\n"
+    )
     assert list((tmp_path / "metrics").iterdir()) == []  # and it leaves nothing behind
 
 
 def test_metrics_disabled_leaves_no_listener_and_no_folder(broker_url: str, tmp_path: Path) -> None:
     port = free_port()
-    run = WorkerRun(tmp_path, broker_url, env={"METRICS_ENABLED": "false", "WORKER_METRICS_PORT": str(port),
-                                                "WORKER_METRICS_DIR": str(tmp_path / "metrics")})
+    run = WorkerRun(
+        tmp_path,
+        broker_url,
+        env={
+            "METRICS_ENABLED": "false",
+            "WORKER_METRICS_PORT": str(port),
+            "WORKER_METRICS_DIR": str(tmp_path / "metrics"),
+        },
+    )
     try:
         run.start()
         task_id = str(uuid.uuid4())
@@ -97,15 +115,20 @@ def test_a_process_gone_loses_its_live_gauge_file_and_keeps_its_counts(tmp_path:
         sweep_dead(tmp_path)
         left = sorted(p.name for p in mine.iterdir())
         assert f"gauge_livesum_{gone.pid}.db" not in left
-        assert {f"counter_{gone.pid}.db", f"histogram_{gone.pid}.db", f"gauge_livesum_{child.pid}.db",
-                f"gauge_livesum_{os.getpid()}.db"} <= set(left)
+        assert {
+            f"counter_{gone.pid}.db",
+            f"histogram_{gone.pid}.db",
+            f"gauge_livesum_{child.pid}.db",
+            f"gauge_livesum_{os.getpid()}.db",
+        } <= set(left)
     finally:
         child.kill()
         child.wait(10)
 
 
 def test_a_private_folder_is_the_programs_own_and_those_of_programs_killed_are_removed(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # WORKER_METRICS_DIR empty (`python -m worker`): a folder in the temp dir, named by its owner.
     from worker import metrics_files
 

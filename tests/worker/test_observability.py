@@ -80,8 +80,9 @@ def test_chunks_are_counted_by_outcome() -> None:
     run(chunk, (task_id, 1, 10, 20), result={"k": 1, "skipped": "REVOKED"}, outcome=REVOKED)
     run(chunk, (task_id, 2, 20, 30), result={"k": 2, "skipped": FAILURE}, outcome=FAILURE)
     run(chunk, (task_id, 3, 30, 40), raises=True)
-    signals.task_revoked.send(sender=chunk, request=SimpleNamespace(args=(task_id, 4, 40, 50)), terminated=False,
-                              signum=None, expired=False)
+    signals.task_revoked.send(
+        sender=chunk, request=SimpleNamespace(args=(task_id, 4, 40, 50)), terminated=False, signum=None, expired=False
+    )
     after = {o: value("split_chunks_total", outcome=o) for o in outcomes}
     assert {o: after[o] - before[o] for o in outcomes} == {"done": 1, "skipped": 1, "failed": 2, "revoked": 1}
 
@@ -110,8 +111,9 @@ def test_our_task_id_from_celerys_lines_outside_a_task() -> None:
     assert context.named_in_text(f"Task worker.calc_chunk[{ours}.0.12] received") == ours
     assert context.named_in_text(f"Discarding revoked task: worker.calc_chunk[{ours}.1.3]") == ours
     assert context.named_in_text(f"Task worker.calc_pi[{ours}] succeeded in 0.01s: None") == ours
-    unlock = {"args": f"('{uuid.uuid4()}', {{'task': 'worker.combine_chunks', 'options': {{'task_id': "
-                      f"'{ours}.0.combine'}}}})"}
+    unlock = {
+        "args": f"('{uuid.uuid4()}', {{'task': 'worker.combine_chunks', 'options': {{'task_id': '{ours}.0.combine'}}}})"
+    }
     assert context.named_in_text(f"Task celery.chord_unlock[{uuid.uuid4()}] received", unlock) == ours
     assert context.named_in_text(f"Task celery.chord_unlock[{uuid.uuid4()}] received") is None
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from fractions import Fraction
 
@@ -15,14 +16,16 @@ PI_REF = Fraction("3.14159265358979323846264338327950288419716939937510")
 
 
 @settings(max_examples=60, deadline=None)
-@given(j0=st.integers(0, 10**7), length=st.integers(1, 3 * 10**6), cuts=st.lists(st.integers(1, 3 * 10**6), max_size=12))
+@given(
+    j0=st.integers(0, 10**7), length=st.integers(1, 3 * 10**6), cuts=st.lists(st.integers(1, 3 * 10**6), max_size=12)
+)
 def test_chunks_cover_every_term_once(j0: int, length: int, cuts: list[int]) -> None:
     # Any cut of [j0, j1) into chunks, summed chunk by chunk and combined in any order, equals the
     # unsplit sum of the same range to within the summed error bounds, and its bound is no worse.
     j1 = j0 + length
     edges = sorted({j0, j1, *(j0 + c for c in cuts if c < length)})
     results = []
-    for k, (a, b) in enumerate(zip(edges, edges[1:], strict=False)):
+    for k, (a, b) in enumerate(itertools.pairwise(edges)):
         total, error = split.sum_chunk(a, b)
         results.append({"k": k, "total": str(total), "error": str(error)})
     results.reverse()  # the order chunks finish in changes nothing
@@ -64,8 +67,10 @@ def test_twelve_decimals_are_still_proven_from_thousands_of_chunks() -> None:
         assert 4 * bound + Fraction(1, 2 * plan.end) < distance, (chunks, float(4 * bound), float(distance))
     # More chunks do not widen the bound: each is relative to its own positive sum.
     assert max(bounds.values()) < min(bounds.values()) * Fraction(1001, 1000), {k: float(v) for k, v in bounds.items()}
-    print(f"d=12: {plan.chunks} chunks, 2*end = {2 * plan.end:.3e} terms; 4E = {float(bounds[5000]):.3e} "
-          f"with 5000 chunks; distance to the boundary {float(distance):.3e}")
+    print(
+        f"d=12: {plan.chunks} chunks, 2*end = {2 * plan.end:.3e} terms; 4E = {float(bounds[5000]):.3e} "
+        f"with 5000 chunks; distance to the boundary {float(distance):.3e}"
+    )
 
 
 def test_nine_decimals_summed_in_two_thousand_chunks_are_pis() -> None:

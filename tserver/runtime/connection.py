@@ -159,8 +159,12 @@ class Connection(asyncio.Protocol):
         exc = fut.exception()
         if exc is not None:
             if isinstance(exc, DECODE_ERRORS):
-                log.warning("closing connection from %s: bad request (or unwritable reply): %s: %s",
-                            self._peer, type(exc).__name__, exc)
+                log.warning(
+                    "closing connection from %s: bad request (or unwritable reply): %s: %s",
+                    self._peer,
+                    type(exc).__name__,
+                    exc,
+                )
             else:
                 log.error("closing connection from %s: processor failed", self._peer, exc_info=exc)
             self._close()
@@ -207,8 +211,11 @@ class Connection(asyncio.Protocol):
         deadlines = []
         if self._msg_deadline is not None:
             if now >= self._msg_deadline:
-                log.info("closing connection from %s: message not complete within %.1f s", self._peer,
-                         self._limits.message_timeout)
+                log.info(
+                    "closing connection from %s: message not complete within %.1f s",
+                    self._peer,
+                    self._limits.message_timeout,
+                )
                 self._close()
                 return
             deadlines.append(self._msg_deadline)
@@ -244,5 +251,3 @@ class Connection(asyncio.Protocol):
     def abort(self) -> None:
         if self._transport is not None:
             self._transport.abort()
-
-

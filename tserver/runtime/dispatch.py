@@ -48,8 +48,15 @@ log = logging.getLogger(__name__)
 
 ProtocolFactory = Callable[[Any], TProtocolBase]
 # Errors that mean the request bytes could not be decoded (fastbinary raises OverflowError on limits).
-DECODE_ERRORS = (TProtocolException, TTransportException, EOFError, OverflowError, UnicodeDecodeError,
-                 struct.error, ValueError)
+DECODE_ERRORS = (
+    TProtocolException,
+    TTransportException,
+    EOFError,
+    OverflowError,
+    UnicodeDecodeError,
+    struct.error,
+    ValueError,
+)
 
 
 @dataclass(frozen=True)
@@ -65,8 +72,9 @@ class _Coroutine:
 class Dispatcher:
     """Turns one request message into its reply bytes, on the loop or in the pool."""
 
-    def __init__(self, processor: Any, protocols: Mapping[int, ProtocolFactory],
-                 observer: CallObserver | None = None) -> None:
+    def __init__(
+        self, processor: Any, protocols: Mapping[int, ProtocolFactory], observer: CallObserver | None = None
+    ) -> None:
         self.processor = processor
         self._protocols = protocols  # by Request.protocol
         self._observer = observer
@@ -108,8 +116,9 @@ class Dispatcher:
         self.processor.process(protocol(TMemoryBuffer(message)), protocol(otrans))
         return bytes(otrans.getvalue())
 
-    async def _observed(self, observer: CallObserver, request: Request, iprot: TProtocolBase,
-                        protocol: ProtocolFactory, pool: Executor) -> bytes:
+    async def _observed(
+        self, observer: CallObserver, request: Request, iprot: TProtocolBase, protocol: ProtocolFactory, pool: Executor
+    ) -> bytes:
         try:
             name, _, seqid = iprot.readMessageBegin()
         except DECODE_ERRORS:
@@ -125,17 +134,24 @@ class Dispatcher:
                 # In a copy of this context: what the observer made current (a span) is current there too.
                 context = contextvars.copy_context()
                 reply = await asyncio.get_running_loop().run_in_executor(
-                    pool, context.run, self.process, request.payload, protocol)
-                outcome = (DECODE_ERROR if method == UNKNOWN else
-                           outcome_of_reply(protocol(TMemoryBuffer(reply))) if reply else OK)  # b"": oneway
+                    pool, context.run, self.process, request.payload, protocol
+                )
+                outcome = (
+                    DECODE_ERROR
+                    if method == UNKNOWN
+                    else outcome_of_reply(protocol(TMemoryBuffer(reply)))
+                    if reply
+                    else OK
+                )  # b"": oneway
         except BaseException as exc:
             observer.end(token, DECODE_ERROR if isinstance(exc, DECODE_ERRORS) else INTERNAL_ERROR, exc)
             raise
         observer.end(token, outcome)
         return reply
 
-    async def _await(self, call: _Coroutine, name: str, seqid: int, iprot: TProtocolBase,
-                     protocol: ProtocolFactory) -> tuple[bytes, str]:
+    async def _await(
+        self, call: _Coroutine, name: str, seqid: int, iprot: TProtocolBase, protocol: ProtocolFactory
+    ) -> tuple[bytes, str]:
         args = call.args_cls()
         args.read(iprot)
         iprot.readMessageEnd()

@@ -72,8 +72,9 @@ class Framing:
         limits = self._limits
         if first == 0x80:
             self.kind = self.UNFRAMED
-            self._scanner = MessageScanner(limits.max_message_bytes, limits.string_length_limit,
-                                           limits.container_length_limit)
+            self._scanner = MessageScanner(
+                limits.max_message_bytes, limits.string_length_limit, limits.container_length_limit
+            )
         elif first == 0x00:
             self.kind = self.FRAMED
         else:

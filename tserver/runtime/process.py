@@ -18,10 +18,17 @@ from tserver.runtime.server import ThriftServer
 log = logging.getLogger(__name__)
 
 
-def run(processor: Any, host: str, port: int, limits: ServerLimits | None = None, *,
-        port_file: str | None = None, ready: Callable[[int], Any] | None = None,
-        resources: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
-        observer: CallObserver | None = None) -> None:
+def run(
+    processor: Any,
+    host: str,
+    port: int,
+    limits: ServerLimits | None = None,
+    *,
+    port_file: str | None = None,
+    ready: Callable[[int], Any] | None = None,
+    resources: Callable[[], AbstractAsyncContextManager[Any]] | None = None,
+    observer: CallObserver | None = None,
+) -> None:
     """Serve until SIGTERM or SIGINT, then close gracefully (blocking; for ``__main__``).
 
     Uses uvloop when it is importable. ``resources()``, if given, is entered on the server's loop
@@ -40,10 +47,16 @@ def run(processor: Any, host: str, port: int, limits: ServerLimits | None = None
         runner.run(_serve(processor, host, port, limits or ServerLimits(), port_file, ready, resources, observer))
 
 
-async def _serve(processor: Any, host: str, port: int, limits: ServerLimits, port_file: str | None,
-                 ready: Callable[[int], Any] | None,
-                 resources: Callable[[], AbstractAsyncContextManager[Any]] | None,
-                 observer: CallObserver | None) -> None:
+async def _serve(
+    processor: Any,
+    host: str,
+    port: int,
+    limits: ServerLimits,
+    port_file: str | None,
+    ready: Callable[[int], Any] | None,
+    resources: Callable[[], AbstractAsyncContextManager[Any]] | None,
+    observer: CallObserver | None,
+) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     installed = []
@@ -83,5 +96,3 @@ def _write_port_file(path: str, port: int) -> None:
         with suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-

@@ -29,8 +29,12 @@ class Request:
 
     __slots__ = ("header", "headers", "payload")
 
-    def __init__(self, payload: bytes, headers: Mapping[bytes, bytes] = _NONE, header: HeaderFrame | None = None,
-                 ) -> None:
+    def __init__(
+        self,
+        payload: bytes,
+        headers: Mapping[bytes, bytes] = _NONE,
+        header: HeaderFrame | None = None,
+    ) -> None:
         self.payload = payload
         self.headers = headers
         self.header = header

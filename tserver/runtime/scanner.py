@@ -51,8 +51,9 @@ class MessageScanner:
 
     __slots__ = ("_container_limit", "_max_bytes", "_max_depth", "_n", "_pos", "_stack", "_step", "_string_limit")
 
-    def __init__(self, max_bytes: int, string_length_limit: int, container_length_limit: int,
-                 max_depth: int = 64) -> None:
+    def __init__(
+        self, max_bytes: int, string_length_limit: int, container_length_limit: int, max_depth: int = 64
+    ) -> None:
         self._max_bytes = max_bytes
         self._string_limit = string_length_limit
         self._container_limit = container_length_limit

@@ -39,8 +39,15 @@ log = logging.getLogger(__name__)
 class ThriftServer:
     """Serves a Thrift processor (``TProcessor.process(iprot, oprot)``) over TCP with asyncio."""
 
-    def __init__(self, processor: Any, host: str, port: int, limits: ServerLimits | None = None, *,
-                 observer: CallObserver | None = None) -> None:
+    def __init__(
+        self,
+        processor: Any,
+        host: str,
+        port: int,
+        limits: ServerLimits | None = None,
+        *,
+        observer: CallObserver | None = None,
+    ) -> None:
         self.processor = processor
         self.host = host
         self.port = port
@@ -84,8 +91,9 @@ class ThriftServer:
             if sock is not None:
                 self._server = await self._loop.create_server(lambda: Connection(self), sock=sock, backlog=backlog)
             else:  # a host name: let asyncio resolve it
-                self._server = await self._loop.create_server(lambda: Connection(self), self.host, self.port,
-                                                              backlog=backlog, reuse_address=True)
+                self._server = await self._loop.create_server(
+                    lambda: Connection(self), self.host, self.port, backlog=backlog, reuse_address=True
+                )
         except BaseException:
             if sock is not None:
                 sock.close()
@@ -163,17 +171,27 @@ class ThriftServer:
         now = time.monotonic()
         if now - self._last_reject_log >= 10.0:
             self._last_reject_log = now
-            log.warning("max_connections=%d reached: closing new connection from %s (%d rejected so far)",
-                        self.limits.max_connections, peer, self._rejected)
+            log.warning(
+                "max_connections=%d reached: closing new connection from %s (%d rejected so far)",
+                self.limits.max_connections,
+                peer,
+                self._rejected,
+            )
 
     def _protocol(self, trans: Any) -> TBinaryProtocol:
-        return _PROTOCOL(trans, string_length_limit=self.limits.string_length_limit,
-                         container_length_limit=self.limits.container_length_limit)
+        return _PROTOCOL(
+            trans,
+            string_length_limit=self.limits.string_length_limit,
+            container_length_limit=self.limits.container_length_limit,
+        )
 
     def _compact(self, trans: Any) -> TCompactProtocolAccelerated:
         # Only inside THeader frames (a plain compact client is refused by its first byte, 0x82).
-        return TCompactProtocolAccelerated(trans, string_length_limit=self.limits.string_length_limit,
-                                           container_length_limit=self.limits.container_length_limit)
+        return TCompactProtocolAccelerated(
+            trans,
+            string_length_limit=self.limits.string_length_limit,
+            container_length_limit=self.limits.container_length_limit,
+        )
 
 
 def _bind_numeric(host: str, port: int) -> socket.socket | None:

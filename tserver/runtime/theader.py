@@ -43,8 +43,16 @@ _FIXED = 14
 # zlib twice is already odd; more only multiplies the work of one frame.
 _MAX_TRANSFORMS = 4
 # What thrift's reader may still raise (TApplicationException: an unknown transform).
-_UNDECODABLE = (TTransportException, TProtocolException, TApplicationException, EOFError, struct.error,
-                zlib.error, OverflowError, ValueError)
+_UNDECODABLE = (
+    TTransportException,
+    TProtocolException,
+    TApplicationException,
+    EOFError,
+    struct.error,
+    zlib.error,
+    OverflowError,
+    ValueError,
+)
 
 
 class HeaderError(Exception):
