@@ -2,9 +2,10 @@
 # The container test stage (`make test-containers`): installs what it needs where missing (podman,
 # runc, netavark, aardvark-dns, podman-compose), makes sure the base images our files name exist
 # (the real ones where they can be pulled, Debian stand-ins otherwise: containers/standins/), then
-# runs tests/containers, which builds our image, brings up docker-compose.yml and checks it through
-# the published ports. Whatever the tests' projects made is removed, also when they fail or are
-# killed. Prints the measured figures and the stage's duration at the end.
+# runs tests/containers, which builds our image and brings up each compose file set in turn
+# (docker-compose.yml; then with docker-compose.scale.yml and `--scale worker=2`), checking it through
+# the published ports and engine commands. Whatever the tests' projects made is removed, also when
+# they fail or are killed. Prints the measured figures and the stage's duration at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Makes sure the two base images our Dockerfile and docker-compose.yml name exist in podman's
-# storage, under exactly those names: python:3.11-slim and rabbitmq:3.13-alpine.
+# Makes sure the base images our Dockerfile and compose files name exist in podman's storage, under
+# exactly those names: python:3.11-slim, rabbitmq:3.13-alpine and (docker-compose.scale.yml)
+# redis:7-alpine.
 #
 # Why: CI machines reach Debian's packages and PyPI but no container registry. For each image:
 #   1. a real image already here (no stand-in label) is used as it is;
 #   2. otherwise a pull of the real image is tried (bounded by PI_CONTAINERS_PULL_TIMEOUT, 30 s);
-#   3. otherwise a stand-in built from Debian packages (./python, ./rabbitmq) is used, rebuilt only
-#      when its definition changed: each image carries the hash of its definition as a label.
+#   3. otherwise a stand-in built from Debian packages (./python, ./rabbitmq, ./redis) is used,
+#      rebuilt only when its definition changed: each image carries the hash of its definition as a
+#      label.
 # The stand-ins start from a minimal Debian root file system made by debootstrap from the machine's
 # own apt mirror and imported with `podman import`.
 set -euo pipefail
@@ -94,31 +96,37 @@ build_standin() {
 }
 
 [ "$(id -u)" = 0 ] || { log "run as root: debootstrap and the image imports need it"; exit 1; }
-PY=docker.io/library/python:3.11-slim
-MQ=docker.io/library/rabbitmq:3.13-alpine
+# The images, one a line: the name our files use, the stand-in's folder, a file its definition also
+# copies (the python stand-in carries the machine's CA bundle).
+IMAGES="docker.io/library/python:3.11-slim python $CA_BUNDLE
+docker.io/library/rabbitmq:3.13-alpine rabbitmq
+docker.io/library/redis:7-alpine redis"
 base_hash=$(definition_hash "$here/build.sh")
-py_hash=$(definition_hash "$here/build.sh" "$here"/python/* "$CA_BUNDLE")
-mq_hash=$(definition_hash "$here/build.sh" "$here"/rabbitmq/*)
-py_state=$(state "$PY" "$py_hash")
-mq_state=$(state "$MQ" "$mq_hash")
-log "$PY: $py_state; $MQ: $mq_state"
+keep=" $base_hash "
+to_build=()
+while read -r name dir extra; do
+  hash=$(definition_hash "$here/build.sh" "$here/$dir"/* ${extra:+"$extra"})
+  st=$(state "$name" "$hash" </dev/null)
+  log "$name: $st"
+  [ "$st" = real ] || keep+="$hash "
+  [ "$st" != build ] || to_build+=("$name $dir $hash $extra")
+done <<<"$IMAGES"
 
 status=0
-if [ "$py_state" = build ] || [ "$mq_state" = build ]; then
+if ((${#to_build[@]})); then
   make_base "$base_hash"
-  # The two stand-ins build side by side (about one core each).
+  # The stand-ins build side by side (about one core each, mostly waiting on apt).
   pids=()
-  [ "$py_state" != build ] || { build_standin "$PY" "$here/python" "$py_hash" "$CA_BUNDLE" & pids+=($!); }
-  [ "$mq_state" != build ] || { build_standin "$MQ" "$here/rabbitmq" "$mq_hash" & pids+=($!); }
+  for job in "${to_build[@]}"; do
+    read -r name dir hash extra <<<"$job"
+    build_standin "$name" "$here/$dir" "$hash" "$extra" & pids+=($!)
+  done
   for pid in "${pids[@]}"; do wait "$pid" || status=1; done
 fi
 # Images left without a name that were built on a stand-in no longer in use (replaced by a newer
 # definition or by a pulled real image): remove them. Found by the label, which images built FROM a
 # stand-in inherit; those of the stand-ins in use are kept (our image's build stage is a cache).
 # Refused, harmlessly, while something still uses one; a later run removes it.
-keep=" $base_hash "
-[ "$py_state" = real ] || keep+="$py_hash "
-[ "$mq_state" = real ] || keep+="$mq_hash "
 for id in $(podman images -q --filter "label=$LABEL" --filter dangling=true); do
   case "$keep" in *" $(label_of "$id") "*) ;; *) podman rmi "$id" >/dev/null 2>&1 || true ;; esac
 done

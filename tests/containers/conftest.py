@@ -1,9 +1,10 @@
 """Session fixtures of the container stage: the image built from our Dockerfile, and compose stacks
 brought up under unique project names and always torn down (also when a check or the start fails).
 
-Why the stacks are a table: a second set of compose files (docker-compose.yml plus a
-docker-compose.scale.yml, say) is one more entry in STACKS, and every test that takes `stack`
-runs against it as well. The figures the issue asks for (image size, `up` to the first answered
+Why the stacks are a table (tests/containers/stacks.py): a set of compose files is one entry in
+STACKS, and every test that takes `stack` runs against every entry, one stack up at a time. A test
+that only means something for some sets says which with `@pytest.mark.stacks(...)`: it is left out
+(deselected, not skipped) for the others. The figures (image size, `up` to the first answered
 GET /) go to the terminal summary and to run/test-containers.txt, whether or not pytest captures
 output.
 """
@@ -15,7 +16,6 @@ import secrets
 import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -23,23 +23,11 @@ import pytest
 from tests.containers import images
 from tests.containers.engine import REPO, Compose, require_engine, until
 from tests.containers.stack import Stack
+from tests.containers.stacks import STACKS
 
 IMAGE = "pi-trio:latest"
 BASE_IMAGE = "python:3.11-slim"
 REPORT = Path(os.environ.get("PI_CONTAINERS_REPORT", REPO / "run" / "test-containers.txt"))
-
-
-@dataclass(frozen=True)
-class StackSpec:
-    """A set of compose files run together, and settings of their own (e.g. how many workers)."""
-
-    files: tuple[str, ...]
-    env: dict[str, str] = field(default_factory=dict)
-
-
-STACKS: dict[str, StackSpec] = {
-    "compose": StackSpec(files=("docker-compose.yml",)),
-}
 
 
 class Report:
@@ -58,13 +46,30 @@ class Report:
 REPORTED = Report()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "stacks(*names): the test runs only against these STACKS entries")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The image build (up to 15 min on a fresh machine) and a stack's start run inside the first
-    test that needs them: these tests get that bound instead of pytest-timeout's 300 s."""
+    test that needs them: these tests get that bound instead of pytest-timeout's 300 s. A test
+    marked `stacks(...)` is deselected for the other entries."""
     here = Path(__file__).parent
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
     for item in items:
         if here in item.path.parents:
             item.add_marker(pytest.mark.timeout(1200))
+        marker = item.get_closest_marker("stacks")
+        callspec = getattr(item, "callspec", None)
+        name = callspec.params.get("stack") if callspec else None
+        unknown = set(marker.args) - set(STACKS) if marker else set()
+        if unknown:
+            raise pytest.UsageError(f"{item.nodeid}: no such STACKS entry: {sorted(unknown)}")
+        (dropped if marker and name is not None and name not in marker.args else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -107,15 +112,14 @@ def stack(request: pytest.FixtureRequest, image: str) -> Iterator[Stack]:
     api_port, supervisor_port = _free_ports(2)
     env = {
         "SUPERVISOR_USER": "admin",
-        "SUPERVISOR_PASSWORD": secrets.token_hex(12),
-        "RABBITMQ_PASSWORD": secrets.token_hex(12),
+        **{password: secrets.token_hex(12) for password in spec.passwords},
         "API_PUBLISH_PORT": str(api_port),
         "SUPERVISOR_PUBLISH_PORT": str(supervisor_port),
         "MAX_DECIMAL": "11",  # 11 places take ~1 min: a task still running when the stack stops
         **spec.env,
     }
-    compose = Compose(f"{prefix}-{name}", spec.files, env)
-    stack = Stack(compose, api_port, supervisor_port, env["SUPERVISOR_USER"], env["SUPERVISOR_PASSWORD"])
+    compose = Compose(f"{prefix}-{name}", spec.files, env, up_args=spec.up_args, down_args=spec.down_args)
+    stack = Stack(compose, spec, api_port, supervisor_port, env["SUPERVISOR_USER"], env["SUPERVISOR_PASSWORD"])
     try:
         started = time.monotonic()
         compose.up()

@@ -114,6 +114,9 @@ class Compose:
     project: str
     files: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
+    #: Extra arguments of every `up` and `down` (see StackSpec: `--scale`, `--remove-orphans`).
+    up_args: tuple[str, ...] = ()
+    down_args: tuple[str, ...] = ()
     #: Every volume a container of the project mounted, noted before each `down`: what `down`
     #: leaves (anonymous volumes) is removed at teardown.
     mounted: set[str] = field(default_factory=set)
@@ -124,12 +127,12 @@ class Compose:
         return _run([exe, "-p", self.project, *files, *args], timeout, check, {**engine_environment(), **self.env})
 
     def up(self) -> None:
-        self.run("up", "-d")
+        self.run("up", "-d", *self.up_args)
 
     def down(self) -> None:
         """Stops and removes the containers, keeps the volumes (what a user's `down` does)."""
         self.note_volumes()
-        self.run("down", timeout=120)
+        self.run("down", *self.down_args, timeout=120)
 
     def volumes(self, container: str) -> list[dict[str, str]]:
         """The volume mounts of a container: [{"Name": ..., "Destination": ...}, ...]."""
@@ -141,14 +144,35 @@ class Compose:
             self.mounted.update(m["Name"] for m in self.volumes(name))
 
     def container(self, service: str) -> str:
-        """The name of the running container of `service` (the first, if scaled)."""
-        names = self._ps("--filter", f"label={SERVICE_LABEL}={service}")
+        """The name of the container of `service` (the first, if scaled)."""
+        names = self.containers_of(service)
         if not names:
             pytest.fail(f"no container of service {service!r} in project {self.project}")
         return names[0]
 
+    def containers_of(self, service: str) -> list[str]:
+        """Every container of `service` (its replicas, if scaled), running or not."""
+        return self._ps("--filter", f"label={SERVICE_LABEL}={service}")
+
     def containers(self) -> list[str]:
         return self._ps()
+
+    def service_of(self, container: str) -> str:
+        label = f'{{{{ index .Config.Labels "{SERVICE_LABEL}" }}}}'
+        return podman("inspect", "--format", label, container).stdout.strip()
+
+    def hostname(self, container: str) -> str:
+        return self.hostnames([container])[container]
+
+    def hostnames(self, containers: list[str]) -> dict[str, str]:
+        """{container: its host name} in one engine call (a container's host name is its short id)."""
+        out = podman("inspect", "--format", "{{.Name}} {{.Config.Hostname}}", *containers).stdout
+        return dict(line.split() for line in out.splitlines() if line.strip())
+
+    def logs(self, container: str) -> str:
+        """Everything the container wrote, stdout and stderr (Celery logs to stderr)."""
+        done = podman("logs", container, check=False, timeout=60)
+        return done.stdout + done.stderr
 
     def _ps(self, *filters: str) -> list[str]:
         out = podman(
@@ -174,10 +198,13 @@ class Compose:
         return "\n".join(out)
 
     def teardown(self) -> None:
-        """Removes everything the project made: `down -v`, then whatever it left: containers, the
-        anonymous volumes of the containers (podman-compose's `down -v` keeps them), named volumes,
-        networks and the pod. Every step runs even when one before it failed, and nothing of another
-        project is touched (all is found by the project's label or its containers)."""
+        """Removes everything the project made: its containers killed and removed with their anonymous
+        volumes (podman-compose's `down -v` keeps those), then `down -v`, then whatever it left: named
+        volumes, networks and the pod. Killed, not stopped: the orderly stops are checked by the tests,
+        and a `down` here costs 15-30 s a stack (podman-compose stops every service at once, and a
+        Celery worker whose broker went first waits out its grace period). Every step runs even when
+        one before it failed, and nothing of another project is touched (all is found by the
+        project's label or its containers)."""
         label = f"label={PROJECT_LABEL}={self.project}"
 
         def listed(*args: str) -> list[str]:
@@ -185,7 +212,8 @@ class Compose:
 
         steps: list[Callable[[], object]] = [
             self.note_volumes,
-            lambda: self.run("down", "-v", timeout=120, check=False),
+            lambda: _remove("container", listed("ps", "-aq"), "-t", "0", "-v", "--depend"),
+            lambda: self.run("down", "-v", *self.down_args, timeout=120, check=False),
             lambda: _remove("container", listed("ps", "-aq"), "-v", "--depend"),
             lambda: _remove("volume", sorted(self.mounted | set(listed("volume", "ls", "-q")))),
             lambda: _remove("network", listed("network", "ls", "-q")),

@@ -1,20 +1,25 @@
-"""The compose stack, checked through its published ports: the routes, supervisord's web UI, what is
-published and what is not, who the processes run as, the broker's health check and the logs."""
+"""Every compose stack, checked through its published ports and the engine: the routes, supervisord's
+web UI, what is published and what is not, the volumes, who the processes run as, the broker's
+health check and the logs."""
 
 from __future__ import annotations
 
 import httpx
 
 from tests.containers.engine import podman, until
-from tests.containers.stack import PI_8, Stack
+from tests.containers.stack import PI_8, SUPERVISORD_WORKERS, Stack
 
 
 def test_root_describes_the_compute_container(stack: Stack) -> None:
-    body = stack.get("/").json()
-    compute = stack.compose.container("tserver")
-    assert body["hostname"] == podman("inspect", "--format", "{{.Config.Hostname}}", compute).stdout.strip()
-    assert body["disk"]["path"] == "/data/results"
-    assert body["cpu"]["count"] >= 1 and body["memory"]["total"] > 0
+    """GET / is answered by a Thrift server's container (either replica, where there are two) and
+    reports the disk of the state folder (of / when the state is in Redis)."""
+    thrift = [name for service in stack.spec.thrift_services for name in stack.compose.containers_of(service)]
+    thrift_hosts = {stack.compose.hostname(name) for name in thrift}
+    for _ in range(2 * len(thrift_hosts)):
+        body = stack.get("/").json()
+        assert body["hostname"] in thrift_hosts, (body["hostname"], thrift_hosts)
+        assert body["disk"]["path"] == stack.spec.disk_path
+        assert body["cpu"]["count"] >= 1 and body["memory"]["total"] > 0
 
 
 def test_a_calculation_gives_the_digits_and_is_listed(stack: Stack) -> None:
@@ -46,32 +51,42 @@ def test_supervisord_ui_needs_the_credentials(stack: Stack) -> None:
 
 
 def test_only_the_gateway_and_the_loopback_ui_are_published(stack: Stack) -> None:
-    published = {stack.compose.container(s): s for s in ("rabbitmq", "tserver", "app")}
-    seen = {service: stack.compose.published(name) for name, service in published.items()}
-    assert seen == {
-        "rabbitmq": {},
+    """Every container of the stack is looked at: RabbitMQ, Redis, the Thrift ports (9000) of both
+    replicas and the worker containers stay inside the compose network."""
+    allowed = {
         "tserver": {"9001/tcp": [f"127.0.0.1:{stack.supervisor_port}"]},
         "app": {"8000/tcp": [f"0.0.0.0:{stack.api_port}"]},
-    }, "RabbitMQ (5672) and the Thrift port (9000) must stay inside the compose network"
+    }
+    names = stack.compose.containers()
+    assert len(names) == stack.spec.container_count, names
+    seen = {name: stack.compose.published(name) for name in names}
+    expected = {name: allowed.get(stack.compose.service_of(name), {}) for name in names}
+    assert seen == expected, "only the gateway and supervisord's UI (on loopback) may be published"
 
 
 def test_every_volume_is_a_named_volume_of_the_project(stack: Stack) -> None:
-    """An anonymous volume (from a VOLUME line in an image) would be left behind at every `down`."""
+    """An anonymous volume (from a VOLUME line in an image) would be left behind at every `down`; the
+    named volumes are where the stack's files say (a worker container or a Thrift replica has none)."""
+    project = stack.compose.project
     mounts = {name: stack.compose.volumes(name) for name in stack.compose.containers()}
     anonymous = {
-        name: [m["Destination"] for m in ms if not m["Name"].startswith(f"{stack.compose.project}_")]
-        for name, ms in mounts.items()
+        name: [m["Destination"] for m in ms if not m["Name"].startswith(f"{project}_")] for name, ms in mounts.items()
     }
     assert not any(anonymous.values()), f"anonymous volumes: {anonymous}"
-    compute = mounts[stack.compose.container("tserver")]
-    assert [(m["Name"], m["Destination"]) for m in compute] == [(f"{stack.compose.project}_results", "/data/results")]
+    seen = {name: sorted((m["Name"], m["Destination"]) for m in ms) for name, ms in mounts.items()}
+    expected = {
+        name: sorted((f"{project}_{volume}", where) for volume, where in stack.spec.volumes.get(service, ()))
+        for name in mounts
+        for service in [stack.compose.service_of(name)]
+    }
+    assert seen == expected
 
 
 def test_every_process_runs_as_a_non_root_user(stack: Stack) -> None:
     """Sampled a few times: a health check that the engine execs as root is gone a moment later,
     a process that stays root is seen in every sample."""
     containers = stack.compose.containers()
-    assert len(containers) >= 3
+    assert len(containers) == stack.spec.container_count, containers
 
     def all_non_root() -> bool:
         rows = []
@@ -94,10 +109,15 @@ def test_the_broker_health_check_passes(stack: Stack) -> None:
     )
 
 
-def test_the_compute_container_logs_show_the_thrift_server_and_the_worker(stack: Stack) -> None:
+def test_the_compute_container_logs_show_the_thrift_server_and_the_workers(stack: Stack) -> None:
+    """`logs tserver` shows the lines of the programs supervisord runs there (the Thrift server, the
+    workers of whole calculations and of chunks); the worker that ran a task (in that container or,
+    scaled, in a worker container: the task's `hosts` say which) shows the task in its `logs`."""
     task_id = stack.start(3)
     stack.wait_status(task_id, {"SUCCESS"})
     compute = stack.compose.container("tserver")
+    ran_on = stack.ran_on(task_id)
+    assert len(ran_on) == 1, f"a task of 3 places runs in one piece, on one host: {ran_on}"
 
     def files(name: str) -> list[str]:
         text = podman("exec", compute, "cat", f"/var/log/pi/{name}.log").stdout
@@ -105,9 +125,9 @@ def test_the_compute_container_logs_show_the_thrift_server_and_the_worker(stack:
 
     def shown() -> bool:
         logs = stack.compose.run("logs", "tserver", timeout=60).stdout
-        tserver_lines = [line for line in files("tserver") if line in logs]
-        assert tserver_lines, "no line of the Thrift server's log in the container's output"
-        assert task_id in logs, "the worker's lines about the task are not in the container's output"
+        for program in ("tserver", *SUPERVISORD_WORKERS):
+            assert any(line in logs for line in files(program)), f"no line of {program}.log in `logs tserver`"
+        assert f"calc_pi[{task_id}]" in stack.compose.logs(ran_on[0]), f"the task is not in {ran_on[0]}'s logs"
         return True
 
-    until(shown, 30, "the Thrift server's and the worker's lines in `logs tserver`", interval=1)
+    until(shown, 30, "the programs' lines in `logs tserver`, the task in its worker's logs", interval=1)
