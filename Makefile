@@ -26,7 +26,8 @@ test: $(STAMP)
 	$(PY) -m pytest --ignore=tests/containers $(PYTEST_ARGS)
 
 ## The container path for real (docs/containers.md): installs podman where missing, builds the image from
-## the Dockerfile, runs docker-compose.yml and checks it through the published ports. About 2-5 minutes.
+## the Dockerfile, brings up docker-compose.yml and docker-compose.scale.yml and checks them through the
+## published ports. About 5-9 minutes on 2 cores.
 test-containers: $(STAMP)
 	PY=$(PY) bash scripts/test-containers.sh $(PYTEST_ARGS)
 

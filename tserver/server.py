@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from RPC import RPCcelery
 from state.backends import describe, disk_path, open_catalog
 from state.config import StateSettings, load
+from state.errors import StorageError
 from tserver import logs, metrics, tracing
 from tserver.config import ServerSettings
 from tserver.handler import RPCceleryHandler
@@ -68,8 +69,13 @@ def main(argv: list[str] | None = None) -> None:
         """What runs beside the server on its loop: housekeeping; closed connections at the end."""
         housekeeper = Housekeeper(catalog, settings.HOUSEKEEPING_INTERVAL)
         try:
-            # One round before serving: for the files backend it builds the task index.
-            await catalog.housekeep()
+            # One round before serving: for the files backend it builds the task index. A store that
+            # cannot answer yet (Redis still starting) must not stop the server: it answers 503 until
+            # the store is back, and the next round catches up.
+            try:
+                await catalog.housekeep()
+            except (OSError, StorageError) as exc:
+                log.warning("first housekeeping round failed (the next one retries): %s", exc)
             housekeeper.start()
             if counted is not None:
                 counted.attach(asyncio.get_running_loop())

@@ -7,6 +7,7 @@ Redis is back; everything recovers by itself, and nothing is lost.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,3 +101,52 @@ def test_the_private_server_keeps_its_data_across_a_restart(private_redis: Priva
     client = redis.Redis.from_url(private_redis.url)
     assert client.get("probe") == b"kept"
     client.close()
+
+
+def test_a_thrift_server_started_while_redis_is_down_serves_503_then_recovers(tmp_path: Path) -> None:
+    # Redis still starting (compose starts everything at once): the server must come up and answer
+    # Unavailable naming the store, not exit.
+    import subprocess
+    import sys
+
+    from thrift.protocol import TBinaryProtocol
+    from thrift.transport import TSocket, TTransport
+
+    from RPC import RPCcelery
+    from RPC.ttypes import Unavailable
+    from testing.stack import REPO
+    from testing.waiting import wait_for
+
+    later = PrivateRedis(tmp_path / "redis")
+    port_file = tmp_path / "tserver.port"
+    env = {
+        **os.environ,
+        "STATE_BACKEND": "redis",
+        "REDIS_URL": later.url,
+        "REDIS_TIMEOUT": "0.5",
+        "TSERVER_PORT": "0",
+        "TSERVER_METRICS_PORT": "0",
+        "HOUSEKEEPING_INTERVAL": "0.5",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tserver", "--port-file", str(port_file)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        port = int(wait_for(lambda: port_file.exists() and port_file.read_text().strip(), 30, "the server to listen"))
+        transport = TTransport.TFramedTransport(TSocket.TSocket("127.0.0.1", port))
+        transport.open()
+        client = RPCcelery.Client(TBinaryProtocol.TBinaryProtocol(transport))
+        with pytest.raises(Unavailable, match="state store"):
+            client.listTaskPage(0, 10, "")
+        later.start()
+        wait_for(lambda: client.listTaskPage(0, 10, "").total == 0, 10, "the (empty) store to answer")
+        assert server.poll() is None, "the server exited"
+        transport.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+        later.stop()
