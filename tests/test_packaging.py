@@ -117,3 +117,10 @@ def test_the_dashboard_and_idl_pages_ship_in_the_package() -> None:
     }
     for needed in ("static/index.html", "static/app.js", "static/app.css", "static/idl/rpcinterface.html"):
         assert needed in shipped, f"{needed} would be missing from the wheel (and the image)"
+
+
+def test_metrics_stay_inside_the_compose_network_and_flower_gets_events(compose: dict) -> None:
+    compute = compose["services"]["tserver"]["environment"]
+    assert compute["WORKER_METRICS_HOST"] == "0.0.0.0" and compute["CELERY_EVENTS"] == "true"
+    published = " ".join(p for svc in compose["services"].values() for p in svc.get("ports", []))
+    assert "9100" not in published and "9101" not in published
