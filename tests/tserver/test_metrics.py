@@ -17,6 +17,7 @@ from thrift.Thrift import TApplicationException
 
 from RPC import RPCcelery
 from RPC.ttypes import BadDecimal, BadTask
+from tests.tserver.publishing_harness import Relay, _delete_queue, _run
 from tests.tserver.runtime_harness import (
     KNOWN,
     call_header,
@@ -28,7 +29,6 @@ from tests.tserver.runtime_harness import (
     wait_closed_by_server,
     wait_for,
 )
-from tests.tserver.test_publishing import Relay, _delete_queue, _run, relay  # noqa: F401 - relay: a fixture
 from tests.tserver.test_tracing import _Empty
 from tests.tserver.theader_wire import header_client
 from tserver import metrics as metrics_module
@@ -137,7 +137,7 @@ def test_the_histogram_measures_the_call(make_server) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_every_publish_outcome_is_counted(broker_url: str, queue_name: str, relay: Relay) -> None:  # noqa: F811
+def test_every_publish_outcome_is_counted(broker_url: str, queue_name: str, relay: Relay) -> None:
     counted: list[str] = []
 
     async def scenario() -> None:

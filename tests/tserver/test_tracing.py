@@ -20,8 +20,8 @@ from opentelemetry.trace import SpanKind, StatusCode
 from RPC.ttypes import BadTask, calcResult
 from state.backends import open_catalog
 from state.config import StateSettings
+from tests.tserver.publishing_harness import _get_all
 from tests.tserver.runtime_harness import KNOWN, Handler, connect, encode_call, frame, stock_client
-from tests.tserver.test_publishing import _get_all
 from tests.tserver.theader_wire import header_client
 from tserver.handler import RPCceleryHandler
 from tserver.observed import ObservedCalls
