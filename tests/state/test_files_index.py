@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -10,11 +9,8 @@ from pathlib import Path
 import pytest
 
 from state.files import FileStore
-from state.files_catalog import FileCatalog
-from state.files_housekeeping import sweep
 from state.files_index import TaskIndex
 from state.records import PROGRESS, SUCCESS, WAITING, TaskState
-from tserver.housekeeping import Housekeeper
 
 
 def task_ids(store: FileStore) -> list[str]:
@@ -87,53 +83,6 @@ def test_out_of_order_insertions_keep_the_order(store: FileStore) -> None:
         store.write(task(i))
         index.add(task(i))
     assert [s.id for s in index.page(0, 10)[0]] == [task(i).id for i in (9, 5, 3, 1)]
-
-
-def test_retention_removes_only_old_ended_tasks(store: FileStore) -> None:
-    old = task(1, SUCCESS, "2020-01-01T00:00:00+00:00")
-    recent = task(2, SUCCESS, time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()))
-    running = task(3, PROGRESS)
-    for state in (old, recent, running):
-        store.write(state)
-    store.request_cancel(old.id)
-    index = TaskIndex(store)
-    assert sweep(index, 3600) == 1
-    assert sorted(task_ids(store)) == [recent.id, running.id]
-    assert not store.cancel_requested(old.id)
-    assert sweep(index, 0) == 0, "RESULT_TTL=0 keeps everything"
-
-
-def test_housekeeper_thread_runs_and_stops(store: FileStore) -> None:
-    store.write(task(1, SUCCESS, "2020-01-01T00:00:00+00:00"))
-
-    async def scenario() -> bool:
-        keeper = Housekeeper(FileCatalog(store, ttl=60), interval=0.05)
-        keeper.start()
-        try:
-            deadline = time.monotonic() + 5
-            while task_ids(store) and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-        finally:
-            await keeper.stop()
-        return keeper._task is not None and keeper._task.done()
-
-    stopped = asyncio.run(scenario())
-    assert task_ids(store) == [] and stopped
-
-
-def test_housekeeper_removes_old_orphan_cancellation_requests(store: FileStore) -> None:
-    import os
-
-    store.request_cancel(task(1).id)  # its task file is gone: a message that never arrived
-    store.request_cancel(task(2).id)  # recent: kept for a late message
-    store.write(task(3))
-    store.request_cancel(task(3).id)  # its task still exists: kept
-    day_ago = time.time() - 2 * 24 * 3600
-    for i in (1, 3):
-        os.utime(store.folder / f".cancel-{task(i).id}", (day_ago, day_ago))
-    sweep(TaskIndex(store), 0)
-    assert not store.cancel_requested(task(1).id)
-    assert store.cancel_requested(task(2).id) and store.cancel_requested(task(3).id)
 
 
 class CountingStore(FileStore):
@@ -263,47 +212,6 @@ def test_index_memory_does_not_grow_with_the_number_of_tasks(tmp_path: Path) -> 
     assert len(index) == n and total == n and len(page) == 100
     assert grown < 200_000, f"{grown} bytes kept after indexing {n} tasks"
     assert walk_peak < 500_000, f"{walk_peak} bytes at the peak of a rescan of {n} files"
-
-
-def test_expiry_runs_in_batches_until_done(store: FileStore) -> None:
-    from state import files_housekeeping as maintenance
-
-    index = TaskIndex(store)
-    for i in range(2500):
-        store.write(task(i, SUCCESS, "2020-01-01T00:00:00+00:00"))
-    store.write(task(9999))
-    assert sweep(index, 3600) == 2500 > maintenance._EXPIRE_PER_BATCH
-    assert task_ids(store) == [task(9999).id] and len(index) == 1
-
-
-def test_a_broken_index_is_a_storage_error_and_the_handler_answers_unavailable(store: FileStore) -> None:
-    from RPC.ttypes import Unavailable
-    from state.errors import StorageError
-    from tserver.handler import RPCceleryHandler
-
-    index = TaskIndex(store)
-    store.write(task(1))
-    index.close()  # what a vanished temporary folder looks like to the caller
-    with pytest.raises(StorageError, match="task index"):
-        index.page(0, 10)
-    catalog = FileCatalog(store, index=index)
-    handler = RPCceleryHandler(catalog, enqueue=None, max_decimal=10)  # type: ignore[arg-type]  # never publishes
-    with pytest.raises(Unavailable, match="task index"):
-        asyncio.run(handler.listTaskPage(0, 10, ""))
-    with pytest.raises(Unavailable):
-        asyncio.run(handler.listTasks())
-
-    # The housekeeper logs it and carries on.
-    async def keeps_running() -> bool:
-        keeper = Housekeeper(catalog, interval=0.01)
-        keeper.start()
-        try:
-            await asyncio.sleep(0.1)
-            return keeper._task is not None and not keeper._task.done()
-        finally:
-            await keeper.stop()
-
-    assert asyncio.run(keeps_running())
 
 
 def test_a_write_that_fails_midway_is_rebuilt_by_the_next_rescan(store: FileStore) -> None:
