@@ -49,10 +49,10 @@ def test_imports_point_one_way(package: str) -> None:
 
 def test_no_hand_written_module_is_long() -> None:
     long = {}
-    for package in [*ALLOWED, "tests"]:
+    for package in [*ALLOWED, "tests"]:  # everything but the generated gen-py/
         for path in _modules(package):
             lines = len(path.read_text().splitlines())
-            if lines > MAX_LINES and package != "tests":
+            if lines > MAX_LINES:
                 long[str(path.relative_to(REPO))] = lines
     assert not long, f"modules over {MAX_LINES} lines: {long}"
 
