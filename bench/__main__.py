@@ -48,11 +48,28 @@ log = logging.getLogger("bench")
 
 # Execution order; "memory" is derived from the watch after the others and cannot be run alone.
 BENCHMARKS: dict[str, ModuleType] = {
-    "kernel": kernel, "digits": digits, "status": status, "enqueue": enqueue, "redis-memory": redis_memory,
-    "listing": listing, "split": split, "split-long": split_long, "soak": soak,
+    "kernel": kernel,
+    "digits": digits,
+    "status": status,
+    "enqueue": enqueue,
+    "redis-memory": redis_memory,
+    "listing": listing,
+    "split": split,
+    "split-long": split_long,
+    "soak": soak,
 }
-REPORT_ORDER = ["kernel", "digits", "status", "listing", "enqueue", "memory", "soak", "redis-memory", "split",
-                "split-long"]
+REPORT_ORDER = [
+    "kernel",
+    "digits",
+    "status",
+    "listing",
+    "enqueue",
+    "memory",
+    "soak",
+    "redis-memory",
+    "split",
+    "split-long",
+]
 NEEDS_BROKER = {"digits", "status", "enqueue", "listing", "split", "split-long", "soak"}
 # Hand-written notes (decisions and the figures behind them) shown in BENCHMARKS.md after the machine.
 NOTES = Path(__file__).resolve().parent / "notes"
@@ -76,19 +93,45 @@ def _names(text: str) -> list[str]:
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run (also BENCH_QUICK=1)")
-    parser.add_argument("--only", type=_names, action="extend", default=[], metavar="NAME[,NAME]",
-                        help=f"run only these ({', '.join(BENCHMARKS)}); memory comes with any that loads the product")
-    parser.add_argument("--skip", type=_names, action="extend", default=[], metavar="NAME[,NAME]",
-                        help="run all but these (make bench skips the soak and split-long: make soak and make "
-                             "bench-long run them)")
-    parser.add_argument("--variant", type=parse_variant, action="append", default=[], metavar="NAME=BACKEND[,K=V]",
-                        help="a product configuration for the HTTP sections (status, enqueue, listing), repeatable; "
-                             "the first is the baseline (default: files=files and redis=redis)")
-    parser.add_argument("--quiet-wait", type=float, default=None, metavar="SECONDS",
-                        help="before each benchmark, wait up to this long for other processes to leave the cores "
-                             "alone (default 30, quick runs 0)")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="report file (default BENCHMARKS.md; quick runs: run/benchmarks-quick.md)")
+    parser.add_argument(
+        "--only",
+        type=_names,
+        action="extend",
+        default=[],
+        metavar="NAME[,NAME]",
+        help=f"run only these ({', '.join(BENCHMARKS)}); memory comes with any that loads the product",
+    )
+    parser.add_argument(
+        "--skip",
+        type=_names,
+        action="extend",
+        default=[],
+        metavar="NAME[,NAME]",
+        help="run all but these (make bench skips the soak and split-long: make soak and make bench-long run them)",
+    )
+    parser.add_argument(
+        "--variant",
+        type=parse_variant,
+        action="append",
+        default=[],
+        metavar="NAME=BACKEND[,K=V]",
+        help="a product configuration for the HTTP sections (status, enqueue, listing), repeatable; "
+        "the first is the baseline (default: files=files and redis=redis)",
+    )
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="before each benchmark, wait up to this long for other processes to leave the cores "
+        "alone (default 30, quick runs 0)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="report file (default BENCHMARKS.md; quick runs: run/benchmarks-quick.md)",
+    )
     return parser.parse_args(argv)
 
 
@@ -100,8 +143,9 @@ def check_broker(url: str) -> None:
         with Connection(url, connect_timeout=3) as conn:
             conn.ensure_connection(max_retries=0, timeout=3)
     except Exception as exc:  # noqa: BLE001 - any failure means the same thing here
-        raise SystemExit(f"bench: RabbitMQ does not answer at {url} ({exc}); run `bash scripts/ensure-rabbitmq.sh` "
-                         "or set BROKER_URL") from None
+        raise SystemExit(
+            f"bench: RabbitMQ does not answer at {url} ({exc}); run `bash scripts/ensure-rabbitmq.sh` or set BROKER_URL"
+        ) from None
 
 
 def check_redis(url: str) -> None:
@@ -111,8 +155,10 @@ def check_redis(url: str) -> None:
     try:
         redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3).ping()
     except redis.RedisError as exc:
-        raise SystemExit(f"bench: Redis does not answer at {url.split('@')[-1]} ({exc}); run "
-                         "`bash scripts/ensure-redis.sh` or set REDIS_URL") from None
+        raise SystemExit(
+            f"bench: Redis does not answer at {url.split('@')[-1]} ({exc}); run "
+            "`bash scripts/ensure-redis.sh` or set REDIS_URL"
+        ) from None
 
 
 def command_line(argv: list[str]) -> str:
@@ -132,8 +178,9 @@ def pin_product_settings() -> None:
     """Override, with a warning, any pinned setting that the environment sets otherwise."""
     for name, value in PINNED_ENV.items():
         if os.environ.get(name, value) != value:
-            log.warning("%s=%s in the environment; the bench runs the product with %s=%s", name, os.environ[name],
-                        name, value)
+            log.warning(
+                "%s=%s in the environment; the bench runs the product with %s=%s", name, os.environ[name], name, value
+            )
         os.environ[name] = value
 
 
@@ -146,8 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s bench %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s bench %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     plan = plan_from_env(args.quick)
     pin_product_settings()
@@ -214,8 +262,12 @@ def wait_quiet(name: str, max_wait: float) -> float:
         if busy <= BUSY_PERCENT:
             return busy
         if time.monotonic() >= deadline:
-            log.warning("the machine is busy before %s (%.0f%% of the cores): other processes will take CPU from "
-                        "the product and its figures will be low", name, busy)
+            log.warning(
+                "the machine is busy before %s (%.0f%% of the cores): other processes will take CPU from "
+                "the product and its figures will be low",
+                name,
+                busy,
+            )
             return busy
         log.info("waiting for a quiet machine before %s (%.0f%% of the cores busy)", name, busy)
 

@@ -108,7 +108,14 @@ def run_asyncio(base_url: str, mix: list[Request], connections: int, seconds: fl
     lat = sorted(run.latencies)
     ms = [v * 1e3 for v in (percentile(lat, 50), percentile(lat, 90), percentile(lat, 99), lat[-1] if lat else 0.0)]
     return LoadResult(
-        tool="asyncio", connections=connections, seconds=elapsed, requests=len(lat),
-        p50_ms=ms[0], p90_ms=ms[1], p99_ms=ms[2], max_ms=ms[3], statuses=dict(run.statuses),
+        tool="asyncio",
+        connections=connections,
+        seconds=elapsed,
+        requests=len(lat),
+        p50_ms=ms[0],
+        p90_ms=ms[1],
+        p99_ms=ms[2],
+        max_ms=ms[3],
+        statuses=dict(run.statuses),
         socket_errors={k: v for k, v in run.errors.items() if v},
     )

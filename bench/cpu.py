@@ -102,8 +102,11 @@ class CpuUse:
 
     def columns(self, requests: int) -> dict[str, float]:
         """The raw-table columns of one run."""
-        return {"cores busy %": round(self.machine_busy * 100), "others %": round(self.others * 100),
-                **self.per_request_ms(requests)}
+        return {
+            "cores busy %": round(self.machine_busy * 100),
+            "others %": round(self.others * 100),
+            **self.per_request_ms(requests),
+        }
 
 
 @contextmanager
@@ -113,11 +116,19 @@ def cpu_use(stack: Stack, idle: Iterable[Stack] = ()) -> Iterator[CpuUse]:
     use = CpuUse()
     idle = list(idle)
     procs = {**processes(stack), **services()}
-    before, support0, own0, (busy0, total0) = (_cpu_seconds(procs), _support_seconds(stack, idle), _own_seconds(),
-                                               _machine())
+    before, support0, own0, (busy0, total0) = (
+        _cpu_seconds(procs),
+        _support_seconds(stack, idle),
+        _own_seconds(),
+        _machine(),
+    )
     yield use
-    after, support1, own1, (busy1, total1) = (_cpu_seconds(procs), _support_seconds(stack, idle), _own_seconds(),
-                                              _machine())
+    after, support1, own1, (busy1, total1) = (
+        _cpu_seconds(procs),
+        _support_seconds(stack, idle),
+        _own_seconds(),
+        _machine(),
+    )
     use.by_role = {role: after[role] - before[role] for role in after if role in before}
     if total1 > total0:
         span = total1 - total0

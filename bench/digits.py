@@ -71,10 +71,14 @@ def time_to_digits(client: httpx.Client, api: str, decimal: int, poll: float, ti
     waited = _seconds_between(body["pushqtime"], body["starttime"])
     computed = _seconds_between(body["starttime"], body["stoptime"])
     return {
-        "decimal": decimal, "wall ms": round(wall * 1e3, 2), "polls": polls,
+        "decimal": decimal,
+        "wall ms": round(wall * 1e3, 2),
+        "polls": polls,
         "queued->started ms": round(waited * 1e3, 2) if waited is not None else "",
         "started->stopped ms": round(computed * 1e3, 2) if computed is not None else "",
-        "terms": body["terms"], "digits": body["digits"], "correct": body["digits"] == expected_digits(decimal),
+        "terms": body["terms"],
+        "digits": body["digits"],
+        "correct": body["digits"] == expected_digits(decimal),
     }
 
 
@@ -107,16 +111,37 @@ def run(lab: Lab) -> Section:
                     continue
                 rows.append(row)
                 walls.append(float(row["wall ms"]))  # type: ignore[arg-type]
-                log.info("d=%d run %d/%d: %.1f ms (%s polls, digits %s)", decimal, i + 1, runs, walls[-1],
-                         row["polls"], row["digits"])
+                log.info(
+                    "d=%d run %d/%d: %.1f ms (%s polls, digits %s)",
+                    decimal,
+                    i + 1,
+                    runs,
+                    walls[-1],
+                    row["polls"],
+                    row["digits"],
+                )
             target = TARGET_MS.get(decimal)
             value = statistics.median(walls) if walls else None
             passed = None if target is None else (value is not None and len(walls) == runs and value < target)
-            section.add(f"d={decimal}", value, "ms", target=f"< {target:,.0f} ms" if target else "", passed=passed,
-                        runs=walls, how=f"median of {runs}", key=decimal in (6, 9, 10))
+            section.add(
+                f"d={decimal}",
+                value,
+                "ms",
+                target=f"< {target:,.0f} ms" if target else "",
+                passed=passed,
+                runs=walls,
+                how=f"median of {runs}",
+                key=decimal in (6, 9, 10),
+            )
     correct = sum(1 for r in rows if r["correct"])
-    section.add("digits correct", correct, f"of {len(rows) + len(failures)} runs",
-                target="all", passed=correct == len(rows) + len(failures), key=True)
+    section.add(
+        "digits correct",
+        correct,
+        f"of {len(rows) + len(failures)} runs",
+        target="all",
+        passed=correct == len(rows) + len(failures),
+        key=True,
+    )
     section.notes += [
         f"One task at a time on an idle product (WORKER_CONCURRENCY=2), after {_WARMUP} unmeasured warm-up "
         f"tasks; polled every {plan.poll_interval * 1e3:g} ms on one keep-alive connection (httpx).",

@@ -81,9 +81,14 @@ def run(lab: Lab) -> Section:
                         ok = frozenset({200}) if condition == "livez" else frozenset({202})
                         answered = sum(result.statuses.get(code, 0) for code in ok)
                         errors += result.unexpected(ok)
-                        row = {"variant": name, "condition": CONDITIONS[condition], "run": i + 1,
-                               "answered/s": round(answered / result.seconds, 1), **result.row(),
-                               **cpu.columns(answered)}
+                        row = {
+                            "variant": name,
+                            "condition": CONDITIONS[condition],
+                            "run": i + 1,
+                            "answered/s": round(answered / result.seconds, 1),
+                            **result.row(),
+                            **cpu.columns(answered),
+                        }
                         if condition == "stopped":
                             # Requests cut off by the end of the run may be queued without their 202 counted.
                             row["queued"] = queue_depth(stack) - before
@@ -91,8 +96,14 @@ def run(lab: Lab) -> Section:
                         results[name, condition].append(result)
                         cpu_ms[name, condition].append(cpu.total_ms(answered))
                         rows.append(row)
-                        log.info("enqueue round %d, %s, %s: %.0f/s, p99 %.1f ms", i + 1, name, CONDITIONS[condition],
-                                 answered / result.seconds, result.p99_ms)
+                        log.info(
+                            "enqueue round %d, %s, %s: %.0f/s, p99 %.1f ms",
+                            i + 1,
+                            name,
+                            CONDITIONS[condition],
+                            answered / result.seconds,
+                            result.p99_ms,
+                        )
                         purge_queue(stack)
     finally:
         if not running:
@@ -103,21 +114,41 @@ def run(lab: Lab) -> Section:
     _figures(section, lab, results)
     base = lab.baseline.name
     for v in lab.variants:
-        section.add(f"{v.name}, worker stopped: CPU per accepted start", statistics.median(cpu_ms[v.name, "stopped"]),
-                    "ms", runs=cpu_ms[v.name, "stopped"], how="median; product processes + RabbitMQ + Redis")
+        section.add(
+            f"{v.name}, worker stopped: CPU per accepted start",
+            statistics.median(cpu_ms[v.name, "stopped"]),
+            "ms",
+            runs=cpu_ms[v.name, "stopped"],
+            how="median; product processes + RabbitMQ + Redis",
+        )
     for v in lab.variants[1:]:
         ratio = statistics.median(cpu_ms[base, "stopped"]) / statistics.median(cpu_ms[v.name, "stopped"])
-        section.add(f"worker stopped: CPU-bound accepted/s, {v.name} / {base}", ratio, "x",
-                    target=f">= {MIN_VS_BASELINE}x", passed=ratio >= MIN_VS_BASELINE, key=True,
-                    how="inverse ratio of the CPU per accepted start (medians): holds however busy others keep the "
-                        "cores")
+        section.add(
+            f"worker stopped: CPU-bound accepted/s, {v.name} / {base}",
+            ratio,
+            "x",
+            target=f">= {MIN_VS_BASELINE}x",
+            passed=ratio >= MIN_VS_BASELINE,
+            key=True,
+            how="inverse ratio of the CPU per accepted start (medians): holds however busy others keep the cores",
+        )
     layer = publish_side_by_side(lab.broker_url, conns, seconds, plan.enqueue_runs)
     for name, rates in layer.rates.items():
-        section.add(f"publish layer alone: {name}", statistics.median(rates), "msg/s", runs=rates,
-                    how=f"median of {len(rates)}; {conns} concurrent publishes, {seconds} s each")
+        section.add(
+            f"publish layer alone: {name}",
+            statistics.median(rates),
+            "msg/s",
+            runs=rates,
+            how=f"median of {len(rates)}; {conns} concurrent publishes, {seconds} s each",
+        )
     for name, cpu in layer.cpu_ms.items():
-        section.add(f"publish layer alone: {name} CPU per message", statistics.median(cpu), "ms", runs=cpu,
-                    how="this process's CPU (user + system) / messages confirmed")
+        section.add(
+            f"publish layer alone: {name} CPU per message",
+            statistics.median(cpu),
+            "ms",
+            runs=cpu,
+            how="this process's CPU (user + system) / messages confirmed",
+        )
     section.add("errors (non-2xx, socket)", errors, "", target="0", passed=errors == 0)
     section.add("202 answered but not queued", missing, "", target="0", passed=missing == 0)
     section.others = [float(r["others %"]) for r in rows if "others %" in r]  # type: ignore[arg-type]
@@ -128,7 +159,7 @@ def run(lab: Lab) -> Section:
         "(`supervisorctl stop worker`) for its /livez and POST runs, then consuming for its POST runs (phases "
         "swapped, orders reversed every other round).",
         "With the worker stopped, the queue's depth after a run is compared with the count of 202 answers: a 202 "
-        "whose message is not in RabbitMQ would show as \"answered but not queued\".",
+        'whose message is not in RabbitMQ would show as "answered but not queued".',
         f"Targets: >= {MIN_RATE:,.0f} accepted/s with the worker stopped; every variant >= {MIN_VS_BASELINE}x the "
         f"baseline's ({lab.baseline.name}) accepted/s.",
     ]
@@ -149,22 +180,44 @@ def _figures(section: Section, lab: Lab, results: dict[tuple[str, str], list[Loa
             values = rates(name, condition)
             value = statistics.median(values)
             judged = condition == "stopped"
-            section.add(f"{name}, {CONDITIONS[condition]}: accepted/s", value, "req/s",
-                        target=f">= {MIN_RATE:,.0f}/s" if judged else "",
-                        passed=(value >= MIN_RATE) if judged else None, runs=values,
-                        how=f"median of {len(values)}", key=judged)
-            section.add(f"{name}, {CONDITIONS[condition]}: p99",
-                        statistics.median(r.p99_ms for r in results[name, condition]), "ms",
-                        runs=[r.p99_ms for r in results[name, condition]], how=f"median of {len(values)}")
+            section.add(
+                f"{name}, {CONDITIONS[condition]}: accepted/s",
+                value,
+                "req/s",
+                target=f">= {MIN_RATE:,.0f}/s" if judged else "",
+                passed=(value >= MIN_RATE) if judged else None,
+                runs=values,
+                how=f"median of {len(values)}",
+                key=judged,
+            )
+            section.add(
+                f"{name}, {CONDITIONS[condition]}: p99",
+                statistics.median(r.p99_ms for r in results[name, condition]),
+                "ms",
+                runs=[r.p99_ms for r in results[name, condition]],
+                how=f"median of {len(values)}",
+            )
         stopped = rates(name, "stopped")
-        section.add(f"{name}, worker stopped: accepted/s as share of /livez", 100 * statistics.median(stopped) /
-                    statistics.median(livez), "%", runs=[100 * a / b for a, b in zip(stopped, livez, strict=True) if b],
-                    how="ratio of the medians; runs: per-round pairs")
-        section.add(f"{name}: /livez req/s", statistics.median(livez), "req/s", runs=livez,
-                    how=f"median of {len(livez)}")
+        section.add(
+            f"{name}, worker stopped: accepted/s as share of /livez",
+            100 * statistics.median(stopped) / statistics.median(livez),
+            "%",
+            runs=[100 * a / b for a, b in zip(stopped, livez, strict=True) if b],
+            how="ratio of the medians; runs: per-round pairs",
+        )
+        section.add(
+            f"{name}: /livez req/s", statistics.median(livez), "req/s", runs=livez, how=f"median of {len(livez)}"
+        )
     for name in names[1:]:
         mine, theirs = rates(name, "stopped"), rates(base, "stopped")
         ratio = statistics.median(mine) / statistics.median(theirs)
-        section.add(f"worker stopped: accepted/s, {name} / {base}", ratio, "x", target=f">= {MIN_VS_BASELINE}x",
-                    passed=ratio >= MIN_VS_BASELINE, runs=[a / b for a, b in zip(mine, theirs, strict=True) if b],
-                    how="ratio of the medians; runs: per-round pairs", key=True)
+        section.add(
+            f"worker stopped: accepted/s, {name} / {base}",
+            ratio,
+            "x",
+            target=f">= {MIN_VS_BASELINE}x",
+            passed=ratio >= MIN_VS_BASELINE,
+            runs=[a / b for a, b in zip(mine, theirs, strict=True) if b],
+            how="ratio of the medians; runs: per-round pairs",
+            key=True,
+        )

@@ -26,11 +26,25 @@ def section(watch: MemoryWatch) -> Section | None:
     peaks = watch.peak(*phases)
     for role in sorted(peaks, key=_role_order):
         where = max(phases, key=lambda p: watch.peaks[p].get(role, 0.0))
-        sec.add(role, peaks[role], "MB", target=f"< {MAX_MB:g} MB", passed=peaks[role] < MAX_MB,
-                runs=[watch.peaks[p].get(role, 0.0) for p in phases], how=f"max; peak in \"{where}\"")
+        sec.add(
+            role,
+            peaks[role],
+            "MB",
+            target=f"< {MAX_MB:g} MB",
+            passed=peaks[role] < MAX_MB,
+            runs=[watch.peaks[p].get(role, 0.0) for p in phases],
+            how=f'max; peak in "{where}"',
+        )
     largest = max(peaks, key=lambda r: peaks[r])
-    sec.add(f"largest peak: {largest}", peaks[largest], "MB", target=f"< {MAX_MB:g} MB",
-            passed=peaks[largest] < MAX_MB, how="max over every process and phase", key=True)
+    sec.add(
+        f"largest peak: {largest}",
+        peaks[largest],
+        "MB",
+        target=f"< {MAX_MB:g} MB",
+        passed=peaks[largest] < MAX_MB,
+        how="max over every process and phase",
+        key=True,
+    )
     sec.notes += [
         f"psutil RSS (MB = 10^6 bytes) of each process sampled every 100 ms during: {', '.join(phases)} "
         f"({watch.samples} samples). Raw runs are the peak in each of those phases, in that order.",

@@ -61,16 +61,30 @@ def run(lab: Lab) -> Section:
         for i in range(plan.kernel_runs):
             loop.append(loop_rate(plan.loop_terms))
             kernel.append(kernel_rate(plan.kernel_terms))
-            log.info("kernel run %d/%d: C %.3g terms/s, Python loop %.3g terms/s", i + 1, plan.kernel_runs,
-                     kernel[-1], loop[-1])
+            log.info(
+                "kernel run %d/%d: C %.3g terms/s, Python loop %.3g terms/s",
+                i + 1,
+                plan.kernel_runs,
+                kernel[-1],
+                loop[-1],
+            )
     k, p = statistics.median(kernel), statistics.median(loop)
     how = f"median of {plan.kernel_runs}"
-    section.add("C kernel", k, "terms/s", target=f">= {_sci(MIN_RATE)}", passed=k >= MIN_RATE,
-                runs=kernel, how=how, key=True)
+    section.add(
+        "C kernel", k, "terms/s", target=f">= {_sci(MIN_RATE)}", passed=k >= MIN_RATE, runs=kernel, how=how, key=True
+    )
     section.add("Python loop (baseline)", p, "terms/s", runs=loop, how=how)
     ratios = [a / b for a, b in zip(kernel, loop, strict=True)]
-    section.add("speed-up, C / Python", k / p, "x", target=f">= {MIN_SPEEDUP:.0f}x", passed=k / p >= MIN_SPEEDUP,
-                runs=ratios, how="ratio of the medians; runs: per-run ratios", key=True)
+    section.add(
+        "speed-up, C / Python",
+        k / p,
+        "x",
+        target=f">= {MIN_SPEEDUP:.0f}x",
+        passed=k / p >= MIN_SPEEDUP,
+        runs=ratios,
+        how="ratio of the medians; runs: per-run ratios",
+        key=True,
+    )
     section.notes += [
         f"Pinned to CPU {cpu}; C kernel over {_sci(plan.kernel_terms)} terms per run "
         f"(`worker.leibniz.kernel_rate`), Python loop over {_sci(plan.loop_terms)} terms per run "

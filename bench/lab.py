@@ -74,8 +74,11 @@ class Lab:
         for variant in self.variants:
             if variant.name in self._failed:  # one wait for a product that cannot start is enough
                 raise StackError(f"the {variant.name} product did not start earlier: {self._failed[variant.name]}")
-        missing = {v.name: running_stack(self.broker_url, f"shared-{v.name}", backend=v.backend, env=v.env)
-                   for v in self.variants if v.name not in self._shared}
+        missing = {
+            v.name: running_stack(self.broker_url, f"shared-{v.name}", backend=v.backend, env=v.env)
+            for v in self.variants
+            if v.name not in self._shared
+        }
         try:
             self._shared.update(start_all(self._shared_exit, missing))
         except StackError as exc:
@@ -104,9 +107,15 @@ class Lab:
         """Products for one benchmark alone, by name, side by side; the shared ones stopped meanwhile."""
         self.close_shared()
         with ExitStack() as stacks:
-            self._own.update(start_all(stacks, {
-                name: running_stack(self.broker_url, f"{label}-{name}", spec.seed, spec.backend, spec.env)
-                for name, spec in specs.items()}))
+            self._own.update(
+                start_all(
+                    stacks,
+                    {
+                        name: running_stack(self.broker_url, f"{label}-{name}", spec.seed, spec.backend, spec.env)
+                        for name, spec in specs.items()
+                    },
+                )
+            )
             self.watch.attach(self._own)
             try:
                 yield dict(self._own)

@@ -69,6 +69,7 @@ def measure_size(lab: Lab, size: int) -> SizeResult:
                 counts[name], res.redis_bytes[name] = seed_redis(stack, size)
             else:
                 counts[name] = seed_tasks(stack.state_dir, size)
+
         return seed
 
     specs = {v.name: StackSpec(v.backend, v.env, seeder(v.name)) for v in lab.variants}
@@ -87,19 +88,35 @@ def measure_size(lab: Lab, size: int) -> SizeResult:
                         ms = (time.perf_counter() - start) * 1e3
                         res.times.setdefault((name, query_name), []).append(ms)
                         total = r.headers.get("x-total-count", "")
-                        res.rows.append({"variant": name, "tasks": size, "query": query_name, "run": i + 1,
-                                         "ms": round(ms, 2), "status": r.status_code, "X-Total-Count": total,
-                                         "items": len(r.json()) if r.status_code == 200 else 0})
+                        res.rows.append(
+                            {
+                                "variant": name,
+                                "tasks": size,
+                                "query": query_name,
+                                "run": i + 1,
+                                "ms": round(ms, 2),
+                                "status": r.status_code,
+                                "X-Total-Count": total,
+                                "items": len(r.json()) if r.status_code == 200 else 0,
+                            }
+                        )
                         if r.status_code != 200 or not total:
                             res.bad.append(f"{name}, {size} tasks, {query_name}: HTTP {r.status_code} {r.text[:120]}")
         peaks, after = lab.watch.peak(phase), lab.watch.now()
     for name in names:
         role = f"tserver ({name})"
         res.peak_mb[name] = peaks.get(role, 0.0)
-        res.memory.append({"variant": name, "tasks": size, "tserver RSS idle MB": round(idle.get(role, 0.0), 1),
-                           "peak while listing MB": round(res.peak_mb[name], 1),
-                           "after MB": round(after.get(role, 0.0), 1), "seeded": dict(counts.get(name, {})),
-                           "Redis used_memory growth while seeding MB": round(res.redis_bytes.get(name, 0) / 1e6, 2)})
+        res.memory.append(
+            {
+                "variant": name,
+                "tasks": size,
+                "tserver RSS idle MB": round(idle.get(role, 0.0), 1),
+                "peak while listing MB": round(res.peak_mb[name], 1),
+                "after MB": round(after.get(role, 0.0), 1),
+                "seeded": dict(counts.get(name, {})),
+                "Redis used_memory growth while seeding MB": round(res.redis_bytes.get(name, 0) / 1e6, 2),
+            }
+        )
     return res
 
 
@@ -125,29 +142,52 @@ def run(lab: Lab) -> Section:
                 values = res.times[v.name, query]
                 value = statistics.median(values)
                 check = size in judged
-                section.add(f"{v.name}, {size:,} tasks: {query}", value, "ms",
-                            target=f"< {MAX_MS:g} ms" if check else "",
-                            passed=(value < MAX_MS and not res.bad) if check else None, runs=values,
-                            how=f"median of {len(values)}", key=size == largest and query == "first page")
+                section.add(
+                    f"{v.name}, {size:,} tasks: {query}",
+                    value,
+                    "ms",
+                    target=f"< {MAX_MS:g} ms" if check else "",
+                    passed=(value < MAX_MS and not res.bad) if check else None,
+                    runs=values,
+                    how=f"median of {len(values)}",
+                    key=size == largest and query == "first page",
+                )
         if all(s in results for s in judged) and len(judged) == 2:
             low, high = sorted(judged)
-            flat = (statistics.median(results[high].times[v.name, "first page"])
-                    / statistics.median(results[low].times[v.name, "first page"]))
-            section.add(f"{v.name}: first page at {high:,} / at {low:,} tasks", flat, "x",
-                        target=f"<= {MAX_FLATNESS}x", passed=flat <= MAX_FLATNESS, key=True,
-                        how="ratio of the medians")
+            flat = statistics.median(results[high].times[v.name, "first page"]) / statistics.median(
+                results[low].times[v.name, "first page"]
+            )
+            section.add(
+                f"{v.name}: first page at {high:,} / at {low:,} tasks",
+                flat,
+                "x",
+                target=f"<= {MAX_FLATNESS}x",
+                passed=flat <= MAX_FLATNESS,
+                key=True,
+                how="ratio of the medians",
+            )
         peaks = {size: res.peak_mb[v.name] for size, res in results.items()}
         for size, mb in peaks.items():
             section.add(f"{v.name}, {size:,} tasks: tserver peak RSS", mb, "MB", how="max of 100 ms samples")
         if largest in peaks and smallest in peaks:
             growth = peaks[largest] - peaks[smallest]
-            section.add(f"{v.name}: tserver RSS growth {smallest:,} -> {largest:,} tasks", growth, "MB",
-                        target=f"< {MAX_GROWTH_MB:g} MB", passed=growth < MAX_GROWTH_MB, key=True,
-                        how="difference of the peaks above")
+            section.add(
+                f"{v.name}: tserver RSS growth {smallest:,} -> {largest:,} tasks",
+                growth,
+                "MB",
+                target=f"< {MAX_GROWTH_MB:g} MB",
+                passed=growth < MAX_GROWTH_MB,
+                key=True,
+                how="difference of the peaks above",
+            )
         if largest in results and v.name in results[largest].redis_bytes:
             per_task = results[largest].redis_bytes[v.name] / largest
-            section.add(f"{v.name}: Redis memory per seeded task (the listing's mix)", per_task, "bytes",
-                        how="used_memory growth while seeding / tasks (a shared Redis: others' keys count too)")
+            section.add(
+                f"{v.name}: Redis memory per seeded task (the listing's mix)",
+                per_task,
+                "bytes",
+                how="used_memory growth while seeding / tasks (a shared Redis: others' keys count too)",
+            )
     section.notes += [
         "Variants side by side: " + "; ".join(v.describe() for v in lab.variants) + ".",
         "Tasks written with the product's own store code before the products start (90% SUCCESS, 5% FAILURE, 3% "

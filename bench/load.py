@@ -51,9 +51,14 @@ class LoadResult:
     def row(self) -> dict[str, object]:
         """The raw numbers of this run for the report."""
         return {
-            "connections": self.connections, "seconds": round(self.seconds, 2), "requests": self.requests,
-            "req/s": round(self.rps, 1), "p50 ms": round(self.p50_ms, 2), "p90 ms": round(self.p90_ms, 2),
-            "p99 ms": round(self.p99_ms, 2), "max ms": round(self.max_ms, 2),
+            "connections": self.connections,
+            "seconds": round(self.seconds, 2),
+            "requests": self.requests,
+            "req/s": round(self.rps, 1),
+            "p50 ms": round(self.p50_ms, 2),
+            "p90 ms": round(self.p90_ms, 2),
+            "p99 ms": round(self.p99_ms, 2),
+            "max ms": round(self.max_ms, 2),
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "socket errors": sum(self.socket_errors.values()),
         }

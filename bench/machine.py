@@ -79,8 +79,8 @@ def describe(variants: Sequence[Variant] = (), now: datetime | None = None) -> d
         "Python": platform.python_version(),
         "load generator": load_generator(),
         "product": "started as `make run` does (supervisord.conf + `python -m app`) by testing/stack.py: "
-                   "WORKER_CONCURRENCY=2, DEMO_MIN_SECONDS=0, every other setting at its default unless a section "
-                   "says otherwise",
+        "WORKER_CONCURRENCY=2, DEMO_MIN_SECONDS=0, every other setting at its default unless a section "
+        "says otherwise",
         "variants side by side": "; ".join(v.describe() for v in variants) or "files",
         "report written": now.isoformat(timespec="seconds"),
     }

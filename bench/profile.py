@@ -80,8 +80,21 @@ def profile(broker: str, spec: StackSpec, label: str, load: str, role: str, seco
     with running_stack(broker, f"profile-{label}", backend=spec.backend, env=env) as stack:
         if load == "chords":
             raw = out / f"{label}-{role.replace(' ', '-')}-{load}.txt"
-            spy = [_py_spy(), "record", "--nonblocking", "--format", "raw", "--rate", "250", "--duration",
-                   str(seconds), "--pid", str(processes(stack)[role].pid), "--output", str(raw)]
+            spy = [
+                _py_spy(),
+                "record",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--rate",
+                "250",
+                "--duration",
+                str(seconds),
+                "--pid",
+                str(processes(stack)[role].pid),
+                "--output",
+                str(raw),
+            ]
             recorder = threading.Thread(target=subprocess.run, args=(spy,), kwargs={"capture_output": True})
             recorder.start()
             _chords(stack.api, seconds)
@@ -95,8 +108,21 @@ def profile(broker: str, spec: StackSpec, label: str, load: str, role: str, seco
                     mix = [Request("GET", f"/task/{client.post('/calcpi/3').json()['id']}") for _ in range(64)]
             pid = processes(stack)[role].pid
             raw = out / f"{label}-{role.replace(' ', '-')}-{load}.txt"
-            spy = [_py_spy(), "record", "--nonblocking", "--format", "raw", "--rate", "250",
-                   "--duration", str(seconds), "--pid", str(pid), "--output", str(raw)]
+            spy = [
+                _py_spy(),
+                "record",
+                "--nonblocking",
+                "--format",
+                "raw",
+                "--rate",
+                "250",
+                "--duration",
+                str(seconds),
+                "--pid",
+                str(pid),
+                "--output",
+                str(raw),
+            ]
             recorder = threading.Thread(target=subprocess.run, args=(spy,), kwargs={"capture_output": True})
             recorder.start()
             result = run_load(stack.api, mix, 10 if load == "enqueue" else 50, seconds)
@@ -110,8 +136,12 @@ def profile(broker: str, spec: StackSpec, label: str, load: str, role: str, seco
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.splitlines()[0])
-    parser.add_argument("--load", choices=("enqueue", "reads", "chords"), default="enqueue",
-                        help="chords: d=6 cut into 900 empty-ish chunks, again and again (role e.g. 'chunks child 1')")
+    parser.add_argument(
+        "--load",
+        choices=("enqueue", "reads", "chords"),
+        default="enqueue",
+        help="chords: d=6 cut into 900 empty-ish chunks, again and again (role e.g. 'chunks child 1')",
+    )
     parser.add_argument("--role", default="tserver", help="gateway, tserver, worker child 1, ...")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--top", type=int, default=25)

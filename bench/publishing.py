@@ -139,9 +139,11 @@ def _run_threads(publish: Callable[[], None], threads: int, seconds: float) -> t
     return done / elapsed, 1000 * cpu / max(done, 1)
 
 
-def _run_coroutines(loop: asyncio.AbstractEventLoop, publish: Callable[[], Awaitable[None]], concurrency: int,
-                    seconds: float) -> tuple[float, float]:
+def _run_coroutines(
+    loop: asyncio.AbstractEventLoop, publish: Callable[[], Awaitable[None]], concurrency: int, seconds: float
+) -> tuple[float, float]:
     """`concurrency` coroutines on `loop`, each publishing one message after the other."""
+
     async def run() -> int:
         stop_at = time.monotonic() + seconds
 
@@ -175,16 +177,22 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s bench %(levelname)s %(name)s: %(message)s")
     result = publish_side_by_side(args.broker, args.concurrency, args.seconds, args.runs)
-    print(f"\n{machine.cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
-          f"aio-pika {version('aio-pika')}, aiormq {version('aiormq')}, celery {version('celery')}, "
-          f"uvloop {version('uvloop')}")
-    print(f"{args.concurrency} publishes in flight, {args.runs} runs of {args.seconds:g} s each, alternating; "
-          "medians (every run in brackets)\n")
+    print(
+        f"\n{machine.cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}, "
+        f"aio-pika {version('aio-pika')}, aiormq {version('aiormq')}, celery {version('celery')}, "
+        f"uvloop {version('uvloop')}"
+    )
+    print(
+        f"{args.concurrency} publishes in flight, {args.runs} runs of {args.seconds:g} s each, alternating; "
+        "medians (every run in brackets)\n"
+    )
     print("| variant | msg/s | CPU ms per message |\n|---|---:|---:|")
     for name, rates in result.rates.items():
         cpu = result.cpu_ms[name]
-        print(f"| {name} | {statistics.median(rates):,.0f} ({', '.join(f'{r:,.0f}' for r in rates)}) "
-              f"| {statistics.median(cpu):.3f} ({', '.join(f'{c:.3f}' for c in cpu)}) |")
+        print(
+            f"| {name} | {statistics.median(rates):,.0f} ({', '.join(f'{r:,.0f}' for r in rates)}) "
+            f"| {statistics.median(cpu):.3f} ({', '.join(f'{c:.3f}' for c in cpu)}) |"
+        )
 
 
 if __name__ == "__main__":

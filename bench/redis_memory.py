@@ -60,7 +60,7 @@ def measure(url: str, kind: str, count: int, seed: int) -> tuple[float, dict[str
     finally:
         keys = [store.keys.task(t) for t in ids] + list(store.keys.sets())
         for i in range(0, len(keys), 1000):
-            client.delete(*keys[i:i + 1000])
+            client.delete(*keys[i : i + 1000])
         client.close()
 
 
@@ -78,19 +78,38 @@ def run(lab: Lab) -> Section:
             value, found, length = measure(url, kind, plan.memory_tasks, 1000 + i)
             per_task[kind].append(value)
             parts[kind].append(found)
-            rows.append({"run": i + 1, "kind": kind, "tasks": plan.memory_tasks, "bytes per task": round(value, 1),
-                         "document bytes": length, **{k: round(v, 1) for k, v in found.items()}})
+            rows.append(
+                {
+                    "run": i + 1,
+                    "kind": kind,
+                    "tasks": plan.memory_tasks,
+                    "bytes per task": round(value, 1),
+                    "document bytes": length,
+                    **{k: round(v, 1) for k, v in found.items()},
+                }
+            )
             log.info("Redis memory, %s tasks, run %d: %.0f bytes a task", kind, i + 1, value)
     for kind, values in per_task.items():
         value = statistics.median(values)
         judged = kind == "ended"
-        section.add(f"{kind} task: used_memory per task", value, "bytes",
-                    target=f"< {MAX_BYTES:,} bytes" if judged else "", passed=(value < MAX_BYTES) if judged else None,
-                    runs=values, how=f"median of {len(values)}; {plan.memory_tasks:,} tasks each", key=True)
+        section.add(
+            f"{kind} task: used_memory per task",
+            value,
+            "bytes",
+            target=f"< {MAX_BYTES:,} bytes" if judged else "",
+            passed=(value < MAX_BYTES) if judged else None,
+            runs=values,
+            how=f"median of {len(values)}; {plan.memory_tasks:,} tasks each",
+            key=True,
+        )
         names = list(dict.fromkeys(k for p in parts[kind] for k in p))
         for name in names:
-            section.add(f"{kind} task: {name}", statistics.median(p.get(name, 0.0) for p in parts[kind]), "bytes",
-                        how="MEMORY USAGE (samples 0): documents averaged over a sample, sets / tasks")
+            section.add(
+                f"{kind} task: {name}",
+                statistics.median(p.get(name, 0.0) for p in parts[kind]),
+                "bytes",
+                how="MEMORY USAGE (samples 0): documents averaged over a sample, sets / tasks",
+            )
     section.notes += [
         f"Redis at {url.split('@')[-1]} (shared with whatever else uses it): {plan.memory_tasks:,} tasks written one "
         "at a time with RedisStore.write under a fresh prefix, used_memory read before and after, keys deleted "

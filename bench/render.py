@@ -25,8 +25,10 @@ def provenance(s: Section, current_cpu: str = "") -> str:
         parts.append(f"cores busy just before: {s.idle_busy:.0f}%")
     if s.others:
         busy = sum(1 for v in s.others if v > OTHERS_LIMIT)
-        parts.append(f"others' share during its runs: median {statistics.median(s.others):.0f}%, max "
-                     f"{max(s.others):.0f}% ({busy} of {len(s.others)} runs above {OTHERS_LIMIT:g}%)")
+        parts.append(
+            f"others' share during its runs: median {statistics.median(s.others):.0f}%, max "
+            f"{max(s.others):.0f}% ({busy} of {len(s.others)} runs above {OTHERS_LIMIT:g}%)"
+        )
     return " · ".join(parts)
 
 
@@ -35,13 +37,21 @@ def render_markdown(machine: dict[str, str], sections: list[Section], notes: lis
     out = ["# Benchmarks", ""]
     if any(s.quick for s in sections):
         out += ["**Quick mode (BENCH_QUICK=1): tiny sizes for a smoke run; these figures are not the product's.**", ""]
-    out += [f"Written by `make bench` (`make soak`, `make bench-long` add their sections) from `bench/`; do not edit "
-            f"by hand. Every run's numbers are in [{results}/]({results}/), one file per section, replaced at every "
-            "run. Targets are ratios measured side by side in one run where a baseline exists; compare ratios, not "
-            "absolute figures, across machines.", ""]
-    out += ["## Latest run", "", "Key figures and every missed target; each section below has its judged ones, its raw "
-            "file all of them.", "",
-            "| benchmark | figure | measured | target | verdict |", "|---|---|---|---|---|"]
+    out += [
+        f"Written by `make bench` (`make soak`, `make bench-long` add their sections) from `bench/`; do not edit "
+        f"by hand. Every run's numbers are in [{results}/]({results}/), one file per section, replaced at every "
+        "run. Targets are ratios measured side by side in one run where a baseline exists; compare ratios, not "
+        "absolute figures, across machines.",
+        "",
+    ]
+    out += [
+        "## Latest run",
+        "",
+        "Key figures and every missed target; each section below has its judged ones, its raw file all of them.",
+        "",
+        "| benchmark | figure | measured | target | verdict |",
+        "|---|---|---|---|---|",
+    ]
     out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in table_rows(sections, key_only=True)]
     out += ["", "## Machine", ""]
     out += [f"- {k}: {v}" for k, v in machine.items()]
@@ -59,12 +69,17 @@ def render_markdown(machine: dict[str, str], sections: list[Section], notes: lis
         shown = [f for f in s.figures if f.key or f.target]
         if shown:
             out += ["| figure | value | target | verdict |", "|---|---|---|---|"]
-            out += [f"| {_md(f.name)} | {format_value(f.value, f.unit)} | {_md(f.target)} | {f.verdict} |"
-                    for f in shown]
+            out += [
+                f"| {_md(f.name)} | {format_value(f.value, f.unit)} | {_md(f.target)} | {f.verdict} |" for f in shown
+            ]
             out += [""]
         if len(shown) < len(s.figures):
-            out += [f"{len(s.figures) - len(shown)} more figures, and every figure's runs and how it was taken: "
-                    f"[{results}/{s.name}.md]({results}/{s.name}.md).", ""]
+            more = len(s.figures) - len(shown)
+            out += [
+                f"{more} more figure{'s' if more > 1 else ''}, and every figure's runs and how it was taken: "
+                f"[{results}/{s.name}.md]({results}/{s.name}.md).",
+                "",
+            ]
         for block in s.text:
             out += [block.strip(), ""]
     return "\n".join(out)
@@ -79,8 +94,10 @@ def render_results(s: Section, cpu: str = "") -> str:
     out += ["", "| figure | value | target | verdict | how | raw runs |", "|---|---|---|---|---|---|"]
     for f in s.figures:
         runs = ", ".join(_raw(v) for v in f.runs)
-        out.append(f"| {_md(f.name)} | {format_value(f.value, f.unit)} | {_md(f.target)} | {f.verdict} | "
-                   f"{_md(f.how)} | {runs} |")
+        out.append(
+            f"| {_md(f.name)} | {format_value(f.value, f.unit)} | {_md(f.target)} | {f.verdict} | "
+            f"{_md(f.how)} | {runs} |"
+        )
     out += [""]
     for title, table in s.raw.items():
         out += _render_raw(title, table)

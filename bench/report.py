@@ -52,8 +52,18 @@ class Section:
     idle_busy: float | None = None  # % of both cores busy in the second before it ran: others' work skews figures
     others: list[float] = field(default_factory=list)  # % of the cores other processes took, per measured run
 
-    def add(self, name: str, value: float | None, unit: str, *, target: str = "", passed: bool | None = None,
-            runs: list[float] | None = None, how: str = "", key: bool = False) -> Figure:
+    def add(
+        self,
+        name: str,
+        value: float | None,
+        unit: str,
+        *,
+        target: str = "",
+        passed: bool | None = None,
+        runs: list[float] | None = None,
+        how: str = "",
+        key: bool = False,
+    ) -> Figure:
         """Append a figure and return it."""
         figure = Figure(name, value, unit, target, passed, list(runs or []), how, key)
         self.figures.append(figure)
@@ -86,8 +96,10 @@ def interference(sections: list[Section], limit: float) -> list[str]:
         if s.idle_busy is not None and s.idle_busy > limit:
             lines.append(f"{s.title}: other processes kept {s.idle_busy:.0f}% of the cores busy just before it")
         if s.others and statistics.median(s.others) > limit:
-            lines.append(f"{s.title}: other processes took {statistics.median(s.others):.0f}% of the cores in its "
-                         "median run; its figures are skewed low")
+            lines.append(
+                f"{s.title}: other processes took {statistics.median(s.others):.0f}% of the cores in its "
+                "median run; its figures are skewed low"
+            )
     return lines
 
 

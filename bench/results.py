@@ -35,9 +35,12 @@ def results_dir(out: Path, repo: Path) -> Path:
 def _section(data: dict[str, Any]) -> Section:
     # Fields a later version of this module dropped are ignored; new ones take their defaults.
     known, figure_known = {f.name for f in fields(Section)}, {f.name for f in fields(Figure)}
-    return Section(**{**{k: v for k, v in data.items() if k in known},
-                      "figures": [Figure(**{k: v for k, v in f.items() if k in figure_known})
-                                  for f in data["figures"]]})
+    return Section(
+        **{
+            **{k: v for k, v in data.items() if k in known},
+            "figures": [Figure(**{k: v for k, v in f.items() if k in figure_known}) for f in data["figures"]],
+        }
+    )
 
 
 def load_sections(folder: Path, legacy: Path | None = None) -> list[Section]:

@@ -41,15 +41,35 @@ def make_task(rng: random.Random, pushed: datetime, status: str | None = None) -
     stopped = (pushed + timedelta(milliseconds=rng.uniform(60, 2000))).isoformat()
     if status == SUCCESS:
         digits = expected_digits(decimal)
-        return base.evolve(starttime=started, stoptime=stopped, progress=100.0, result=float(digits),
-                           digits=digits, terms=rng.randint(100, 10**9), attempts=1, hosts=("bench-host",))
+        return base.evolve(
+            starttime=started,
+            stoptime=stopped,
+            progress=100.0,
+            result=float(digits),
+            digits=digits,
+            terms=rng.randint(100, 10**9),
+            attempts=1,
+            hosts=("bench-host",),
+        )
     if status == FAILURE:
-        return base.evolve(starttime=started, stoptime=stopped, progress=rng.uniform(0, 99),
-                           terms=rng.randint(0, 10**8), attempts=3, hosts=("bench-host",),
-                           error="gave up: the worker died 3 times while computing this task")
+        return base.evolve(
+            starttime=started,
+            stoptime=stopped,
+            progress=rng.uniform(0, 99),
+            terms=rng.randint(0, 10**8),
+            attempts=3,
+            hosts=("bench-host",),
+            error="gave up: the worker died 3 times while computing this task",
+        )
     if status == PROGRESS:
-        return base.evolve(starttime=started, progress=rng.uniform(0, 99), result=3.14, terms=rng.randint(0, 10**8),
-                           attempts=1, hosts=("bench-host",))
+        return base.evolve(
+            starttime=started,
+            progress=rng.uniform(0, 99),
+            result=3.14,
+            terms=rng.randint(0, 10**8),
+            attempts=1,
+            hosts=("bench-host",),
+        )
     return base
 
 

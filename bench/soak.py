@@ -39,8 +39,12 @@ _READ_WEIGHT = 30
 def soak_mix(ids: list[str]) -> list[Request]:
     """The request mix: status reads of finished tasks, listings, the host route, small task starts."""
     mix = [Request("GET", f"/task/{task_id}", _READ_WEIGHT) for task_id in ids]
-    mix += [Request("GET", "/alltasks?limit=100", 10), Request("GET", "/alltasks?limit=100&offset=500", 5),
-            Request("GET", "/alltasks?limit=100&status=SUCCESS", 5), Request("GET", "/", 20)]
+    mix += [
+        Request("GET", "/alltasks?limit=100", 10),
+        Request("GET", "/alltasks?limit=100&offset=500", 5),
+        Request("GET", "/alltasks?limit=100&status=SUCCESS", 5),
+        Request("GET", "/", 20),
+    ]
     mix += [Request("POST", f"/calcpi/{d}") for d in range(1, 6)]
     return mix
 
@@ -70,11 +74,23 @@ def run(lab: Lab) -> Section:
                 rss.append(lab.watch.now())
                 bad = result.unexpected()
                 errors += bad
-                rows.append({"segment": i + 1, **result.row(), **cpu.columns(result.requests),
-                             **{f"{k} MB": round(v, 1) for k, v in rss[-1].items()}})
+                rows.append(
+                    {
+                        "segment": i + 1,
+                        **result.row(),
+                        **cpu.columns(result.requests),
+                        **{f"{k} MB": round(v, 1) for k, v in rss[-1].items()},
+                    }
+                )
                 section.others.append(cpu.others * 100)
-                log.info("soak segment %d/%d: %.0f req/s, p99 %.1f ms, %d errors", i + 1, plan.soak_segments,
-                         result.rps, result.p99_ms, bad)
+                log.info(
+                    "soak segment %d/%d: %.0f req/s, p99 %.1f ms, %d errors",
+                    i + 1,
+                    plan.soak_segments,
+                    result.rps,
+                    result.p99_ms,
+                    bad,
+                )
         peaks = lab.watch.peak("soak")
         tasks = _tasks_since(stack, started)
     how = f"median of {len(results)} segments"
@@ -82,16 +98,29 @@ def run(lab: Lab) -> Section:
     section.add("req/s", statistics.median(r.rps for r in results), "req/s", runs=[r.rps for r in results], how=how)
     section.add("p99", statistics.median(r.p99_ms for r in results), "ms", runs=[r.p99_ms for r in results], how=how)
     not_done = sum(n for status, n in tasks.items() if status != SUCCESS)
-    section.add("tasks started in the soak not SUCCESS", not_done, f"of {sum(tasks.values())}", target="0",
-                passed=not_done == 0, key=True)
+    section.add(
+        "tasks started in the soak not SUCCESS",
+        not_done,
+        f"of {sum(tasks.values())}",
+        target="0",
+        passed=not_done == 0,
+        key=True,
+    )
     base, end = rss[1], rss[-1]  # after the warm-up segment, and at the end
     for role in sorted(end):
         if role not in base:
             continue
         growth = end[role] - base[role]
         limit = allowed_growth(base[role])
-        section.add(f"{role}: RSS growth", growth, "MB", target=f"< {limit:.1f} MB", passed=growth < limit,
-                    runs=[r[role] for r in rss if role in r], how="end - after segment 1; runs: RSS at each boundary")
+        section.add(
+            f"{role}: RSS growth",
+            growth,
+            "MB",
+            target=f"< {limit:.1f} MB",
+            passed=growth < limit,
+            runs=[r[role] for r in rss if role in r],
+            how="end - after segment 1; runs: RSS at each boundary",
+        )
     section.notes += [
         f"SOAK_SECONDS={plan.soak_seconds}: {plan.soak_segments} segments of {seconds} s, "
         f"{plan.soak_connections} connections, load by {tool()}, over {plan.soak_seed_tasks:,} seeded tasks plus "

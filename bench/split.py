@@ -51,8 +51,17 @@ class Runs:
         return statistics.median(getattr(self, what)[name])
 
 
-def _side_by_side(lab: Lab, label: str, specs: dict[str, StackSpec], decimal: int, runs: int, timeout: float,
-                  poll: float, rows: list[dict[str, object]], section: Section) -> Runs:
+def _side_by_side(
+    lab: Lab,
+    label: str,
+    specs: dict[str, StackSpec],
+    decimal: int,
+    runs: int,
+    timeout: float,
+    poll: float,
+    rows: list[dict[str, object]],
+    section: Section,
+) -> Runs:
     """`runs` rounds of one task of `decimal` on each product, alternating."""
     out = Runs({n: [] for n in specs}, {n: [] for n in specs}, {n: [] for n in specs})
     with lab.own_stacks(label, specs) as stacks, lab.watch.phase(label):
@@ -67,51 +76,112 @@ def _side_by_side(lab: Lab, label: str, specs: dict[str, StackSpec], decimal: in
                 out.chunks_cpu[name].append(programs.get("chunks", 0.0))
                 out.chunks = max(out.chunks, int(row["chunks"]))
                 section.others.append(cpu.others * 100)
-                rows.append({"products": label, "variant": name, "run": i + 1, **row,
-                             "product CPU s": round(product, 2), "chunks CPU s": round(programs.get("chunks", 0.0), 2),
-                             "others %": round(cpu.others * 100)})
-                log.info("%s, %s, run %d: d=%d in %.2f s (%d chunks, product CPU %.1f s, others %.0f%%)", label, name,
-                         i + 1, decimal, row["record s"], row["chunks"], product, 100 * cpu.others)
+                rows.append(
+                    {
+                        "products": label,
+                        "variant": name,
+                        "run": i + 1,
+                        **row,
+                        "product CPU s": round(product, 2),
+                        "chunks CPU s": round(programs.get("chunks", 0.0), 2),
+                        "others %": round(cpu.others * 100),
+                    }
+                )
+                log.info(
+                    "%s, %s, run %d: d=%d in %.2f s (%d chunks, product CPU %.1f s, others %.0f%%)",
+                    label,
+                    name,
+                    i + 1,
+                    decimal,
+                    row["record s"],
+                    row["chunks"],
+                    product,
+                    100 * cpu.others,
+                )
     return out
 
 
 def _speed_up(section: Section, r: Runs, d: int) -> None:
     one, two = r.median("seconds", "1 process"), r.median("seconds", "2 processes")
     for name in ("1 process", "2 processes"):
-        section.add(f"d={d}, {name}", r.median("seconds", name), "s", runs=r.seconds[name],
-                    how=f"median of {len(r.seconds[name])}")
+        section.add(
+            f"d={d}, {name}",
+            r.median("seconds", name),
+            "s",
+            runs=r.seconds[name],
+            how=f"median of {len(r.seconds[name])}",
+        )
         cores = [c / s for c, s in zip(r.chunks_cpu[name], r.seconds[name], strict=True)]
-        section.add(f"d={d}, {name}: cores its chunk processes got", statistics.median(cores), "cores", runs=cores,
-                    how="chunks program CPU / time: below the processes' count, others had the rest")
-    section.add(f"d={d}: speed-up, 2 processes / 1", one / two, "x", target=f">= {MIN_SPEEDUP}x",
-                passed=one / two >= MIN_SPEEDUP, key=True, how="ratio of the medians; runs: per-round pairs",
-                runs=[a / b for a, b in zip(r.seconds["1 process"], r.seconds["2 processes"], strict=True)])
+        section.add(
+            f"d={d}, {name}: cores its chunk processes got",
+            statistics.median(cores),
+            "cores",
+            runs=cores,
+            how="chunks program CPU / time: below the processes' count, others had the rest",
+        )
+    section.add(
+        f"d={d}: speed-up, 2 processes / 1",
+        one / two,
+        "x",
+        target=f">= {MIN_SPEEDUP}x",
+        passed=one / two >= MIN_SPEEDUP,
+        key=True,
+        how="ratio of the medians; runs: per-round pairs",
+        runs=[a / b for a, b in zip(r.seconds["1 process"], r.seconds["2 processes"], strict=True)],
+    )
     if r.chunks:
-        section.add(f"d={d}: CPU a chunk costs its process", r.median("chunks_cpu", "1 process") / r.chunks, "s",
-                    how="chunks program CPU on 1 process / chunks: its sum and every overhead of its own")
+        section.add(
+            f"d={d}: CPU a chunk costs its process",
+            r.median("chunks_cpu", "1 process") / r.chunks,
+            "s",
+            how="chunks program CPU on 1 process / chunks: its sum and every overhead of its own",
+        )
     # Two free cores: the same CPU work in ceil(N/2) waves of chunks instead of N.
     waves = r.chunks / math.ceil(r.chunks / 2) if r.chunks else 2.0
     estimate = waves * r.median("cpu", "1 process") / r.median("cpu", "2 processes")
-    section.add(f"d={d}: speed-up on two free cores, from CPU time", estimate, "x", key=True,
-                how=f"(N / ceil(N/2), N = {r.chunks} chunks) x product CPU on 1 process / on 2")
+    section.add(
+        f"d={d}: speed-up on two free cores, from CPU time",
+        estimate,
+        "x",
+        key=True,
+        how=f"(N / ceil(N/2), N = {r.chunks} chunks) x product CPU on 1 process / on 2",
+    )
 
 
 def _overhead(section: Section, r: Runs, d: int) -> None:
     for backend in ("files", "redis"):
         whole, cut = r.seconds[f"{backend} unsplit"], r.seconds[f"{backend} split"]
-        section.add(f"d={d}, {backend}, 1 process: unsplit", statistics.median(whole), "s", runs=whole,
-                    how=f"median of {len(whole)}")
-        section.add(f"d={d}, {backend}, 1 process: split", statistics.median(cut), "s", runs=cut,
-                    how=f"median of {len(cut)}")
+        section.add(
+            f"d={d}, {backend}, 1 process: unsplit",
+            statistics.median(whole),
+            "s",
+            runs=whole,
+            how=f"median of {len(whole)}",
+        )
+        section.add(
+            f"d={d}, {backend}, 1 process: split", statistics.median(cut), "s", runs=cut, how=f"median of {len(cut)}"
+        )
         overhead = statistics.median(cut) / statistics.median(whole) - 1
-        section.add(f"d={d}, {backend}: overhead of splitting", 100 * overhead, "%", target=f"<= {MAX_OVERHEAD:.0%}",
-                    passed=overhead <= MAX_OVERHEAD, key=True,
-                    how="split / unsplit - 1, medians; runs: per-round pairs",
-                    runs=[100 * (a / b - 1) for a, b in zip(cut, whole, strict=True)])
+        section.add(
+            f"d={d}, {backend}: overhead of splitting",
+            100 * overhead,
+            "%",
+            target=f"<= {MAX_OVERHEAD:.0%}",
+            passed=overhead <= MAX_OVERHEAD,
+            key=True,
+            how="split / unsplit - 1, medians; runs: per-round pairs",
+            runs=[100 * (a / b - 1) for a, b in zip(cut, whole, strict=True)],
+        )
         cpu = r.median("cpu", f"{backend} split") / r.median("cpu", f"{backend} unsplit") - 1
-        section.add(f"d={d}, {backend}: CPU overhead of splitting", 100 * cpu, "%", key=True,
-                    runs=r.cpu[f"{backend} split"], how="product CPU split / unsplit - 1, medians; runs: split's CPU s "
-                    "(waiting, such as the files backend's chord polling, is not CPU)")
+        section.add(
+            f"d={d}, {backend}: CPU overhead of splitting",
+            100 * cpu,
+            "%",
+            key=True,
+            runs=r.cpu[f"{backend} split"],
+            how="product CPU split / unsplit - 1, medians; runs: split's CPU s "
+            "(waiting, such as the files backend's chord polling, is not CPU)",
+        )
 
 
 def run(lab: Lab) -> Section:
@@ -122,15 +192,48 @@ def run(lab: Lab) -> Section:
     env = plan.split_env
     d, d0 = plan.split_decimal, plan.overhead_decimal
     try:
-        _speed_up(section, _side_by_side(lab, "speed-up", {
-            "1 process": StackSpec("files", split_env(env, WORKER_CONCURRENCY="1")),
-            "2 processes": StackSpec("files", split_env(env, WORKER_CONCURRENCY="2")),
-        }, d, plan.split_runs, 900, 0.1, rows, section), d)
-        _overhead(section, _side_by_side(lab, "overhead", {
-            f"{backend} {kind}": StackSpec(backend, split_env(env, WORKER_CONCURRENCY="1", **(
-                {"SPLIT_MIN_TERMS": UNSPLIT} if kind == "unsplit" else {})))
-            for backend in ("files", "redis") for kind in ("unsplit", "split")
-        }, d0, plan.overhead_runs, 300, 0.01, rows, section), d0)
+        _speed_up(
+            section,
+            _side_by_side(
+                lab,
+                "speed-up",
+                {
+                    "1 process": StackSpec("files", split_env(env, WORKER_CONCURRENCY="1")),
+                    "2 processes": StackSpec("files", split_env(env, WORKER_CONCURRENCY="2")),
+                },
+                d,
+                plan.split_runs,
+                900,
+                0.1,
+                rows,
+                section,
+            ),
+            d,
+        )
+        _overhead(
+            section,
+            _side_by_side(
+                lab,
+                "overhead",
+                {
+                    f"{backend} {kind}": StackSpec(
+                        backend,
+                        split_env(
+                            env, WORKER_CONCURRENCY="1", **({"SPLIT_MIN_TERMS": UNSPLIT} if kind == "unsplit" else {})
+                        ),
+                    )
+                    for backend in ("files", "redis")
+                    for kind in ("unsplit", "split")
+                },
+                d0,
+                plan.overhead_runs,
+                300,
+                0.01,
+                rows,
+                section,
+            ),
+            d0,
+        )
     except SplitError as exc:
         section.error = str(exc)
         log.error("split: %s", exc)

@@ -44,8 +44,12 @@ def settings(small: int, big: int) -> dict[str, str]:
     head = split.plan(SMALL_DECIMAL, 1, 2, 1)
     assert head is not None
     pairs = head.end - head.start
-    return {"SPLIT_MIN_TERMS": "1000", "SPLIT_CHUNK_TERMS": str(2 * math.ceil(pairs / small)),
-            "SPLIT_MAX_CHUNKS": str(big), "WORKER_CONCURRENCY": "2"}
+    return {
+        "SPLIT_MIN_TERMS": "1000",
+        "SPLIT_CHUNK_TERMS": str(2 * math.ceil(pairs / small)),
+        "SPLIT_MAX_CHUNKS": str(big),
+        "WORKER_CONCURRENCY": "2",
+    }
 
 
 def measure(lab: Lab, section: Section, rows: list[dict[str, object]]) -> ChordCosts:
@@ -65,10 +69,18 @@ def measure(lab: Lab, section: Section, rows: list[dict[str, object]]) -> ChordC
                     with cpu_use(stacks[backend], lab.running()) as cpu:
                         row = run_task(stacks[backend].api, decimal, 300, 0.02)
                     cpu_s = aggregate(cpu.by_role)
-                    samples.setdefault((backend, decimal), []).append((float(row["record s"]), int(row["chunks"]),
-                                                                       cpu_s))
-                    rows.append({"products": "chords", "variant": backend, "run": i + 1, **row,
-                                 **{f"{p} CPU s": round(cpu_s.get(p, 0.0), 3) for p in PROGRAMS}})
+                    samples.setdefault((backend, decimal), []).append(
+                        (float(row["record s"]), int(row["chunks"]), cpu_s)
+                    )
+                    rows.append(
+                        {
+                            "products": "chords",
+                            "variant": backend,
+                            "run": i + 1,
+                            **row,
+                            **{f"{p} CPU s": round(cpu_s.get(p, 0.0), 3) for p in PROGRAMS},
+                        }
+                    )
                     log.info("chord of %d chunks on %s: %.2f s", row["chunks"], backend, row["record s"])
     except SplitError as exc:
         section.notes.append(f"chords of empty-ish chunks not measured: {exc}")
@@ -82,20 +94,35 @@ def measure(lab: Lab, section: Section, rows: list[dict[str, object]]) -> ChordC
         costs.per_chunk_s[backend] = slope
         costs.fixed_s[backend] = t_lo - slope * n_lo
         costs.cpu_ms[backend] = {
-            p: 1e3 * (statistics.median(s[2].get(p, 0.0) for s in hi) - statistics.median(s[2].get(p, 0.0) for s in lo))
-            / (n_hi - n_lo) for p in PROGRAMS}
+            p: 1e3
+            * (statistics.median(s[2].get(p, 0.0) for s in hi) - statistics.median(s[2].get(p, 0.0) for s in lo))
+            / (n_hi - n_lo)
+            for p in PROGRAMS
+        }
         how = f"medians of {len(hi)}, chords of {n_lo} and {n_hi} empty-ish chunks"
-        section.add(f"chord, {backend}: {n_hi} empty-ish chunks on 2 processes", t_hi, "s",
-                    runs=[s[0] for s in hi], how=f"median of {len(hi)}")
-        section.add(f"chord, {backend}: time per chunk (2 processes)", 1e3 * slope, "ms", how=f"slope; {how}",
-                    key=backend == "redis")
-        section.add(f"chord, {backend}: fixed time of a split task", costs.fixed_s[backend], "s",
-                    how=f"intercept; {how}")
+        section.add(
+            f"chord, {backend}: {n_hi} empty-ish chunks on 2 processes",
+            t_hi,
+            "s",
+            runs=[s[0] for s in hi],
+            how=f"median of {len(hi)}",
+        )
+        section.add(
+            f"chord, {backend}: time per chunk (2 processes)",
+            1e3 * slope,
+            "ms",
+            how=f"slope; {how}",
+            key=backend == "redis",
+        )
+        section.add(
+            f"chord, {backend}: fixed time of a split task", costs.fixed_s[backend], "s", how=f"intercept; {how}"
+        )
         for program, ms in costs.cpu_ms[backend].items():
             section.add(f"chord, {backend}: {program} CPU per chunk", ms, "ms", how=f"slope of CPU; {how}")
     section.notes.append(
         f"Chords of empty-ish chunks: SPLIT_MIN_TERMS=1000, SPLIT_CHUNK_TERMS={env['SPLIT_CHUNK_TERMS']}, "
         f"SPLIT_MAX_CHUNKS={big}: d={SMALL_DECIMAL} makes {costs.chunks[0]} chunks, d={BIG_DECIMAL} {costs.chunks[1]} "
         f"(each sums a few thousand pairs: microseconds); WORKER_CONCURRENCY=2; {plan.chord_runs} runs each, "
-        "both backends side by side. RabbitMQ and Redis are the machine's, shared with the product's other traffic.")
+        "both backends side by side. RabbitMQ and Redis are the machine's, shared with the product's other traffic."
+    )
     return costs

@@ -60,8 +60,16 @@ def _record(chunks: int) -> TaskState:
     assert plan is not None
     size = (plan.end - plan.start) // chunks
     ledger = ChunkLedger(start=plan.start, size=size, end=plan.start + size * chunks, prefix_value=3.0)
-    return TaskState(id=str(uuid.uuid4()), status=PROGRESS, decimal=12, pushqtime=utcnow(), starttime=utcnow(),
-                     attempts=1, chunks=ledger, hosts=("bench-host",))
+    return TaskState(
+        id=str(uuid.uuid4()),
+        status=PROGRESS,
+        decimal=12,
+        pushqtime=utcnow(),
+        starttime=utcnow(),
+        attempts=1,
+        chunks=ledger,
+        hosts=("bench-host",),
+    )
 
 
 def _lifecycle(backend: str, where: str, task_id: str, ks: list[int], calls: Any) -> list[float]:
@@ -76,6 +84,7 @@ def _lifecycle(backend: str, where: str, task_id: str, ks: list[int], calls: Any
             assert now.chunks is not None
             ledger, n = now.chunks.started(k)
             return now.evolve(chunks=ledger, attempts=max(now.attempts, n), heartbeat=utcnow())
+
         return change
 
     def finished(k: int) -> Any:
@@ -84,13 +93,18 @@ def _lifecycle(backend: str, where: str, task_id: str, ks: list[int], calls: Any
             assert now.chunks is not None
             ledger = now.chunks.finished(k, 1e-16)
             share = 100 * (ledger.start + ledger.pairs_done) / ledger.end
-            return now.evolve(chunks=ledger, progress=max(now.progress, min(99.9, round(share, 2))),
-                              result=round(ledger.prefix_value, 12), terms=2 * (ledger.start + ledger.pairs_done),
-                              heartbeat=utcnow())
+            return now.evolve(
+                chunks=ledger,
+                progress=max(now.progress, min(99.9, round(share, 2))),
+                result=round(ledger.prefix_value, 12),
+                terms=2 * (ledger.start + ledger.pairs_done),
+                heartbeat=utcnow(),
+            )
+
         return change
 
     for w in range(0, len(ks), _WINDOW):
-        window = ks[w:w + _WINDOW]
+        window = ks[w : w + _WINDOW]
         done = list(window)
         rng.shuffle(done)
         for change in [*(started(k) for k in window), *(finished(k) for k in done)]:
@@ -161,16 +175,31 @@ def measure(plan: Plan, section: Section) -> Costs:
     n = plan.record_updates
     for backend in ("files", "redis"):
         _updates(backend, n, costs)
-        section.add(f"record update, {backend}: one writer", 1e3 * costs.update_s[backend], "ms",
-                    how=f"median of {2 * n} updates (p99 {1e3 * costs.update_p99_s[backend]:.2f} ms)", key=True)
-        section.add(f"record update, {backend}: two writers on one record", costs.two_writers_per_s[backend],
-                    "updates/s", how=f"{2 * n} updates by two processes; {costs.retries[backend]:.2f} retries each")
+        section.add(
+            f"record update, {backend}: one writer",
+            1e3 * costs.update_s[backend],
+            "ms",
+            how=f"median of {2 * n} updates (p99 {1e3 * costs.update_p99_s[backend]:.2f} ms)",
+            key=True,
+        )
+        section.add(
+            f"record update, {backend}: two writers on one record",
+            costs.two_writers_per_s[backend],
+            "updates/s",
+            how=f"{2 * n} updates by two processes; {costs.retries[backend]:.2f} retries each",
+        )
     costs.combine_results = plan.combine_results
     costs.combine_s = _combine(plan.combine_results)
-    section.add(f"combining step, {plan.combine_results} chunk results", 1e3 * costs.combine_s, "ms",
-                how=f"median of {_COMBINE_REPEATS}: JSON, coverage check, exact sum, proof", key=True)
+    section.add(
+        f"combining step, {plan.combine_results} chunk results",
+        1e3 * costs.combine_s,
+        "ms",
+        how=f"median of {_COMBINE_REPEATS}: JSON, coverage check, exact sum, proof",
+        key=True,
+    )
     section.notes.append(
         f"Record updates: state's own `update` on a d=12 record whose ledger has {2 * n} chunks, each chunk started "
         f"and finished ({_WINDOW} at a time, finishing out of order) as worker/chunks.py does; files in a folder "
-        "under /tmp (flock + atomic replace), Redis under a fresh prefix (WATCH/MULTI/EXEC).")
+        "under /tmp (flock + atomic replace), Redis under a fresh prefix (WATCH/MULTI/EXEC)."
+    )
     return costs

@@ -38,8 +38,12 @@ def run(lab: Lab) -> Section:
     section.add(f"d={d}: terms per second", int(row["terms"]) / seconds, "terms/s", how="terms / time")
     by_program = aggregate(cpu.by_role)
     busy = by_program.get("chunks", 0.0)
-    section.add(f"d={d}: chunk processes busy", 100 * busy / (2 * seconds), "%",
-                how="CPU of the chunks program / (2 processes x time)")
+    section.add(
+        f"d={d}: chunk processes busy",
+        100 * busy / (2 * seconds),
+        "%",
+        how="CPU of the chunks program / (2 processes x time)",
+    )
     section.notes += [
         "One product, files backend, WORKER_CONCURRENCY=2, MAX_DECIMAL=12"
         + "".join(f", {k}={v}" for k, v in plan.split_env.items())

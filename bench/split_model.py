@@ -53,8 +53,12 @@ def build(section: Section, chords: ChordCosts, costs: Costs, plan: Plan) -> Mod
     """The model from this run's figures (None if a figure it needs is missing)."""
     d12 = split.plan(12, 10**10, 4 * 10**9, 5000)
     chunk = section.figure(f"d={plan.split_decimal}: CPU a chunk costs its process")
-    big = split.plan(plan.split_decimal, int(plan.split_env.get("SPLIT_MIN_TERMS", 10**10)),
-                     int(plan.split_env.get("SPLIT_CHUNK_TERMS", 4 * 10**9)), 5000)
+    big = split.plan(
+        plan.split_decimal,
+        int(plan.split_env.get("SPLIT_MIN_TERMS", 10**10)),
+        int(plan.split_env.get("SPLIT_CHUNK_TERMS", 4 * 10**9)),
+        5000,
+    )
     if d12 is None or chunk is None or chunk.value is None or big is None or "redis" not in chords.cpu_ms:
         return None
     per_term = chunk.value / (2 * big.size)  # CPU seconds a term on one process, the chunk's overheads included
@@ -65,8 +69,8 @@ def build(section: Section, chords: ChordCosts, costs: Costs, plan: Plan) -> Mod
         "Redis (CPU)": cpu.get("Redis", 0.0) / 1e3,
         # Updates of one key land one at a time: the slower of one writer's update time and what two
         # writers managed together (optimistic retries included).
-        "the task's record": 2 * max(costs.update_s.get("redis", 0.0),
-                                     1 / costs.two_writers_per_s.get("redis", math.inf)),
+        "the task's record": 2
+        * max(costs.update_s.get("redis", 0.0), 1 / costs.two_writers_per_s.get("redis", math.inf)),
     }
     return Model(d12.chunks, per_term * 2 * d12.size, max(0.0, chords.fixed_s.get("redis", 0.0)), shared)
 
@@ -76,34 +80,52 @@ def render(section: Section, chords: ChordCosts, costs: Costs, plan: Plan) -> st
     model = build(section, chords, costs, plan)
     if model is None:
         return "### d = 12 on more hosts\n\nNot computed: a figure it needs was not measured in this run."
-    lines = ["### d = 12 on more hosts (model from this run's figures)", "",
-             f"d = 12 is {model.chunks} chunks of 4e9 terms; one chunk takes t_c = {model.chunk_s:.2f} s on one "
-             f"process (CPU per term of the d={plan.split_decimal} one-process run); a split task's fixed time is "
-             f"{model.fixed_s:.2f} s (Redis chords). Shared per chunk: "
-             + ", ".join(f"{k} {1e3 * v:.2f} ms" for k, v in model.shared.items())
-             + ". Hosts have two cores; RabbitMQ, Redis and the launcher one each.", "",
-             "| worker hosts | processes | waves | expected time | speed-up vs 1 host | efficiency | paced by |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "### d = 12 on more hosts (model from this run's figures)",
+        "",
+        f"d = 12 is {model.chunks} chunks of 4e9 terms; one chunk takes t_c = {model.chunk_s:.2f} s on one "
+        f"process (CPU per term of the d={plan.split_decimal} one-process run); a split task's fixed time is "
+        f"{model.fixed_s:.2f} s (Redis chords). Shared per chunk: "
+        + ", ".join(f"{k} {1e3 * v:.2f} ms" for k, v in model.shared.items())
+        + ". Hosts have two cores; RabbitMQ, Redis and the launcher one each.",
+        "",
+        "| worker hosts | processes | waves | expected time | speed-up vs 1 host | efficiency | paced by |",
+        "|---|---|---|---|---|---|---|",
+    ]
     base, _, _ = model.time(1)
     for hosts in HOSTS:
         t, waves, pace = model.time(hosts)
-        lines.append(f"| {hosts} | {hosts * CORES_PER_HOST} | {waves} | {t:,.1f} s | {base / t:.1f}x | "
-                     f"{base / t / hosts:.0%} | {pace} |")
-        section.add(f"model: d=12 on {hosts} host{'s' if hosts > 1 else ''}", t, "s",
-                    how=f"{waves} waves of {model.chunk_s:.2f} s + {model.fixed_s:.2f} s fixed; paced by {pace}",
-                    key=hosts in (1, 64))
+        lines.append(
+            f"| {hosts} | {hosts * CORES_PER_HOST} | {waves} | {t:,.1f} s | {base / t:.1f}x | "
+            f"{base / t / hosts:.0%} | {pace} |"
+        )
+        section.add(
+            f"model: d=12 on {hosts} host{'s' if hosts > 1 else ''}",
+            t,
+            "s",
+            how=f"{waves} waves of {model.chunk_s:.2f} s + {model.fixed_s:.2f} s fixed; paced by {pace}",
+            key=hosts in (1, 64),
+        )
     ranked = sorted(((model.chunk_s / v if v > 0 else math.inf, k) for k, v in model.shared.items()))
     first_procs, first = ranked[0]
     granularity = model.chunks
     stops = min(first_procs, granularity)
-    lines += ["", "**Where scaling stops.** Each shared resource can feed t_c / (its cost per chunk) processes: "
-              + "; ".join(f"{k} {p:,.0f} ({p / CORES_PER_HOST:,.0f} hosts)" for p, k in ranked)
-              + f". The chunks themselves allow {granularity} processes ({granularity // CORES_PER_HOST} hosts: one "
-              f"wave). So the first limit is **{first if first_procs < granularity else 'the number of chunks'}** at "
-              f"about {stops / CORES_PER_HOST:,.0f} hosts; below that, time falls as 1/hosts, in steps of one wave. "
-              f"The combining step ({1e3 * costs.combine_s:.0f} ms for {costs.combine_results} results) runs once and "
-              "never limits. Measured on one 2-core VM where RabbitMQ, Redis and the workers share the cores, so the "
-              "shared costs are upper bounds; a network adds its round trips to the record's update time w."]
-    section.add("model: hosts where scaling stops", stops / CORES_PER_HOST, "hosts",
-                how=f"first limit: {first if first_procs < granularity else 'the number of chunks'}", key=True)
+    lines += [
+        "",
+        "**Where scaling stops.** Each shared resource can feed t_c / (its cost per chunk) processes: "
+        + "; ".join(f"{k} {p:,.0f} ({p / CORES_PER_HOST:,.0f} hosts)" for p, k in ranked)
+        + f". The chunks themselves allow {granularity} processes ({granularity // CORES_PER_HOST} hosts: one "
+        f"wave). So the first limit is **{first if first_procs < granularity else 'the number of chunks'}** at "
+        f"about {stops / CORES_PER_HOST:,.0f} hosts; below that, time falls as 1/hosts, in steps of one wave. "
+        f"The combining step ({1e3 * costs.combine_s:.0f} ms for {costs.combine_results} results) runs once and "
+        "never limits. Measured on one 2-core VM where RabbitMQ, Redis and the workers share the cores, so the "
+        "shared costs are upper bounds; a network adds its round trips to the record's update time w.",
+    ]
+    section.add(
+        "model: hosts where scaling stops",
+        stops / CORES_PER_HOST,
+        "hosts",
+        how=f"first limit: {first if first_procs < granularity else 'the number of chunks'}",
+        key=True,
+    )
     return "\n".join(lines)

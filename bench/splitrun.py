@@ -36,15 +36,24 @@ def run_task(api: str, decimal: int, timeout: float, poll: float) -> dict[str, A
                 break
             if time.perf_counter() - start > timeout:
                 client.delete(f"/task/{task_id}")
-                raise SplitError(f"d={decimal} not done after {timeout:.0f} s (status {body['status']}, "
-                                 f"{body.get('chunks_done')} of {body.get('chunks_total')} chunks)")
+                raise SplitError(
+                    f"d={decimal} not done after {timeout:.0f} s (status {body['status']}, "
+                    f"{body.get('chunks_done')} of {body.get('chunks_total')} chunks)"
+                )
             time.sleep(poll)
     if body["status"] != "SUCCESS" or body["digits"] != expected_digits(decimal):
         raise SplitError(f"d={decimal}: {body['status']} with digits {body.get('digits')!r} ({body.get('error')})")
     record = (datetime.fromisoformat(body["stoptime"]) - datetime.fromisoformat(body["pushqtime"])).total_seconds()
-    return {"decimal": decimal, "wall s": round(wall, 3), "record s": round(record, 3),
-            "chunks": body.get("chunks_total", 0), "hosts": len(body.get("hosts") or []),
-            "attempts": body.get("attempts", 0), "terms": body["terms"], "digits": body["digits"]}
+    return {
+        "decimal": decimal,
+        "wall s": round(wall, 3),
+        "record s": round(record, 3),
+        "chunks": body.get("chunks_total", 0),
+        "hosts": len(body.get("hosts") or []),
+        "attempts": body.get("attempts", 0),
+        "terms": body["terms"],
+        "digits": body["digits"],
+    }
 
 
 def aggregate(by_role: dict[str, float]) -> dict[str, float]:

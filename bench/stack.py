@@ -52,8 +52,13 @@ def make_stack(broker_url: str, root: Path, backend: str = "files", env: dict[st
 
 
 @contextmanager
-def running_stack(broker_url: str, label: str, seed: Callable[[Stack], object] | None = None,
-                  backend: str = "files", env: dict[str, str] | None = None) -> Iterator[Stack]:
+def running_stack(
+    broker_url: str,
+    label: str,
+    seed: Callable[[Stack], object] | None = None,
+    backend: str = "files",
+    env: dict[str, str] | None = None,
+) -> Iterator[Stack]:
     """A started product; `seed(stack)` runs before anything starts. Its folder (and Redis keys) are
     removed after, unless starting it failed (its logs are then kept and named)."""
     root = Path(tempfile.mkdtemp(prefix=f"bench-{label.replace(' ', '-')}-"))
@@ -68,8 +73,14 @@ def running_stack(broker_url: str, label: str, seed: Callable[[Stack], object] |
             _start(stack)
         except StackTimeout as exc:
             raise StackError(str(exc)) from None
-        log.info("%s: product started in %.1f s (%s backend, gateway %s, logs in %s)", label,
-                 time.monotonic() - started, backend, stack.api, root)
+        log.info(
+            "%s: product started in %.1f s (%s backend, gateway %s, logs in %s)",
+            label,
+            time.monotonic() - started,
+            backend,
+            stack.api,
+            root,
+        )
         yield stack
     except BaseException:
         failed = True
@@ -112,7 +123,7 @@ def _start(stack: Stack) -> None:
 
 
 def _worker_role(cmdline: str) -> str | None:
-    """"worker" or "chunks" for a Celery worker's command line, None for anything else."""
+    """ "worker" or "chunks" for a Celery worker's command line, None for anything else."""
     if "celery" not in cmdline or " worker" not in cmdline:
         return None
     return "chunks" if ".chunks" in cmdline.split("--queues=", 1)[-1].split(" ", 1)[0] else "worker"

@@ -86,10 +86,24 @@ def run(lab: Lab) -> Section:
                         results[name, route].append(result)
                         cpu_ms[name, route].append(cpu.total_ms(result.requests))
                         errors += result.unexpected()
-                        rows.append({"variant": name, "route": ROUTES[route], "run": i + 1, **result.row(),
-                                     **cpu.columns(result.requests)})
-                        log.info("c=%d %s %s run %d: %.0f req/s, p99 %.2f ms", conns, name, ROUTES[route], i + 1,
-                                 result.rps, result.p99_ms)
+                        rows.append(
+                            {
+                                "variant": name,
+                                "route": ROUTES[route],
+                                "run": i + 1,
+                                **result.row(),
+                                **cpu.columns(result.requests),
+                            }
+                        )
+                        log.info(
+                            "c=%d %s %s run %d: %.0f req/s, p99 %.2f ms",
+                            conns,
+                            name,
+                            ROUTES[route],
+                            i + 1,
+                            result.rps,
+                            result.p99_ms,
+                        )
         finally:
             for name, ids in live.items():
                 _release(stacks[name], ids)
@@ -112,8 +126,9 @@ def run(lab: Lab) -> Section:
     return section
 
 
-def _figures(section: Section, lab: Lab, conns: int, judged: bool,
-             results: dict[tuple[str, str], list[LoadResult]], runs: int) -> None:
+def _figures(
+    section: Section, lab: Lab, conns: int, judged: bool, results: dict[tuple[str, str], list[LoadResult]], runs: int
+) -> None:
     how = f"median of {runs}"
     base = lab.baseline.name
     names = [v.name for v in lab.variants]
@@ -129,25 +144,44 @@ def _figures(section: Section, lab: Lab, conns: int, judged: bool,
             section.add(f"{label} req/s", rps(name, route), "req/s", runs=[r.rps for r in reads], how=how)
             share = rps(name, route) / rps(name, "livez")
             ended = route == "ended"
-            section.add(f"{label} as share of /livez", share * 100, "%",
-                        target=f">= {MIN_RATIO:.0%}" if judged and ended else "",
-                        passed=(share >= MIN_RATIO) if judged and ended else None, key=judged and ended,
-                        runs=[a.rps / b.rps * 100 for a, b in zip(reads, livez, strict=True) if b.rps],
-                        how="ratio of the medians; runs: per-round pairs")
+            section.add(
+                f"{label} as share of /livez",
+                share * 100,
+                "%",
+                target=f">= {MIN_RATIO:.0%}" if judged and ended else "",
+                passed=(share >= MIN_RATIO) if judged and ended else None,
+                key=judged and ended,
+                runs=[a.rps / b.rps * 100 for a, b in zip(reads, livez, strict=True) if b.rps],
+                how="ratio of the medians; runs: per-round pairs",
+            )
             p99 = statistics.median(r.p99_ms for r in reads)
-            section.add(f"{label} p99", p99, "ms", target=f"< {MAX_P99_MS:g} ms" if judged and ended else "",
-                        passed=(p99 < MAX_P99_MS) if judged and ended else None, key=judged and ended,
-                        runs=[r.p99_ms for r in reads], how=how)
-        section.add(f"c={conns}, {name}: /livez req/s", rps(name, "livez"), "req/s", runs=[r.rps for r in livez],
-                    how=how)
+            section.add(
+                f"{label} p99",
+                p99,
+                "ms",
+                target=f"< {MAX_P99_MS:g} ms" if judged and ended else "",
+                passed=(p99 < MAX_P99_MS) if judged and ended else None,
+                key=judged and ended,
+                runs=[r.p99_ms for r in reads],
+                how=how,
+            )
+        section.add(
+            f"c={conns}, {name}: /livez req/s", rps(name, "livez"), "req/s", runs=[r.rps for r in livez], how=how
+        )
     for name in names[1:]:
         for route in [r for r in ("ended", "live") if (name, r) in results]:
             ratio = rps(name, route) / rps(base, route)
             pairs = [a.rps / b.rps for a, b in zip(results[name, route], results[base, route], strict=True) if b.rps]
-            section.add(f"c={conns}: {ROUTES[route]} req/s, {name} / {base}", ratio, "x",
-                        target=f">= {MIN_VS_BASELINE}x" if judged else "",
-                        passed=(ratio >= MIN_VS_BASELINE) if judged else None, key=judged, runs=pairs,
-                        how="ratio of the medians; runs: per-round pairs")
+            section.add(
+                f"c={conns}: {ROUTES[route]} req/s, {name} / {base}",
+                ratio,
+                "x",
+                target=f">= {MIN_VS_BASELINE}x" if judged else "",
+                passed=(ratio >= MIN_VS_BASELINE) if judged else None,
+                key=judged,
+                runs=pairs,
+                how="ratio of the medians; runs: per-round pairs",
+            )
 
 
 def _cpu_figures(section: Section, lab: Lab, conns: int, cpu_ms: dict[tuple[str, str], list[float]]) -> None:
@@ -157,11 +191,22 @@ def _cpu_figures(section: Section, lab: Lab, conns: int, cpu_ms: dict[tuple[str,
     base = lab.baseline.name
     for name in [v.name for v in lab.variants]:
         for route in ("ended", "live"):
-            section.add(f"c={conns}, {name}: {ROUTES[route]} CPU per request", statistics.median(cpu_ms[name, route]),
-                        "ms", runs=cpu_ms[name, route], how="median; product processes + RabbitMQ + Redis")
+            section.add(
+                f"c={conns}, {name}: {ROUTES[route]} CPU per request",
+                statistics.median(cpu_ms[name, route]),
+                "ms",
+                runs=cpu_ms[name, route],
+                how="median; product processes + RabbitMQ + Redis",
+            )
     for name in [v.name for v in lab.variants][1:]:
         for route in ("ended", "live"):
             ratio = statistics.median(cpu_ms[base, route]) / statistics.median(cpu_ms[name, route])
-            section.add(f"c={conns}: {ROUTES[route]} CPU-bound req/s, {name} / {base}", ratio, "x",
-                        target=f">= {MIN_VS_BASELINE}x", passed=ratio >= MIN_VS_BASELINE, key=True,
-                        how="inverse ratio of the CPU per request (medians)")
+            section.add(
+                f"c={conns}: {ROUTES[route]} CPU-bound req/s, {name} / {base}",
+                ratio,
+                "x",
+                target=f">= {MIN_VS_BASELINE}x",
+                passed=ratio >= MIN_VS_BASELINE,
+                key=True,
+                how="inverse ratio of the CPU per request (medians)",
+            )

@@ -42,8 +42,10 @@ def parse_variant(text: str) -> Variant:
     name, _, rest = text.partition("=")
     parts = rest.split(",") if rest else []
     if not _NAME.match(name) or not parts or parts[0] not in BACKENDS:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME=BACKEND[,SETTING=VALUE...], BACKEND one of "
-                                         f"{', '.join(BACKENDS)}, NAME in lower case")
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected NAME=BACKEND[,SETTING=VALUE...], BACKEND one of "
+            f"{', '.join(BACKENDS)}, NAME in lower case"
+        )
     env: dict[str, str] = {}
     for part in parts[1:]:
         key, sep, value = part.partition("=")

@@ -91,11 +91,17 @@ def run_wrk(base_url: str, mix: list[Request], connections: int, seconds: float)
     lines = [line for line in proc.stdout.splitlines() if line.startswith(_MARK)]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"wrk failed (exit {proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
-    data = json.loads(lines[-1][len(_MARK):])
+    data = json.loads(lines[-1][len(_MARK) :])
     lat = data["latency_us"]
     return LoadResult(
-        tool="wrk", connections=connections, seconds=data["duration_us"] / 1e6, requests=int(data["requests"]),
-        p50_ms=lat["p50"] / 1e3, p90_ms=lat["p90"] / 1e3, p99_ms=lat["p99"] / 1e3, max_ms=lat["max"] / 1e3,
+        tool="wrk",
+        connections=connections,
+        seconds=data["duration_us"] / 1e6,
+        requests=int(data["requests"]),
+        p50_ms=lat["p50"] / 1e3,
+        p90_ms=lat["p90"] / 1e3,
+        p99_ms=lat["p99"] / 1e3,
+        max_ms=lat["max"] / 1e3,
         statuses={int(k): v for k, v in data["statuses"].items()},
         socket_errors={k: v for k, v in data["errors"].items() if v},
     )

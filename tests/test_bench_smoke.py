@@ -14,17 +14,30 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = {
-    "kernel": "1. Leibniz kernel", "digits": "2. Time to proven digits", "status": "3. Status reads vs /livez",
-    "listing": "4. Listing /alltasks", "enqueue": "5. Enqueue POST /calcpi/1", "memory": "6. Memory (peak RSS)",
-    "soak": "7. Soak", "redis-memory": "8. Redis memory per task", "split": "9. Split calculations",
+    "kernel": "1. Leibniz kernel",
+    "digits": "2. Time to proven digits",
+    "status": "3. Status reads vs /livez",
+    "listing": "4. Listing /alltasks",
+    "enqueue": "5. Enqueue POST /calcpi/1",
+    "memory": "6. Memory (peak RSS)",
+    "soak": "7. Soak",
+    "redis-memory": "8. Redis memory per task",
+    "split": "9. Split calculations",
     "split-long": "10. Split d = 12 on two processes (long)",
 }
 # Figures the new sections must produce, whatever their values: both backends side by side, split runs.
 FIGURES = [
-    "c=50: /task (not ended) req/s, redis / files", "worker stopped: accepted/s, redis / files",
-    "redis: tserver RSS growth", "ended task: used_memory per task", "speed-up, 2 processes / 1",
-    "files: overhead of splitting", "chord, redis: time per chunk", "record update, redis: one writer",
-    "combining step", "model: d=12 on 64 hosts", "publish layer alone: aio-pika TaskPublisher",
+    "c=50: /task (not ended) req/s, redis / files",
+    "worker stopped: accepted/s, redis / files",
+    "redis: tserver RSS growth",
+    "ended task: used_memory per task",
+    "speed-up, 2 processes / 1",
+    "files: overhead of splitting",
+    "chord, redis: time per chunk",
+    "record update, redis: one writer",
+    "combining step",
+    "model: d=12 on 64 hosts",
+    "publish layer alone: aio-pika TaskPublisher",
 ]
 
 pytestmark = pytest.mark.e2e
@@ -35,8 +48,14 @@ def test_quick_bench_runs_every_section(broker_url: str, redis_url: str, tmp_pat
     out = tmp_path / "BENCHMARKS.md"
     env = {**os.environ, "BROKER_URL": broker_url, "REDIS_URL": redis_url, "SOAK_SECONDS": "4"}
     env.pop("BENCH_INVOCATION", None)
-    proc = subprocess.Popen([sys.executable, "-m", "bench", "--quick", "--out", str(out)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         stdout, stderr = proc.communicate(timeout=780)
     except subprocess.TimeoutExpired:
@@ -79,7 +98,8 @@ def test_report_keeps_the_sections_a_later_run_did_not_measure(tmp_path: Path) -
     assert [s.name for s in merged] == order
     assert merged[0].figures[0].runs == [5.4e9, 5.5e9, 5.6e9] and merged[0].command == "make bench"
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        ["machine.json", *(f"{n}.{ext}" for n in order for ext in ("json", "md"))])
+        ["machine.json", *(f"{n}.{ext}" for n in order for ext in ("json", "md"))]
+    )
     report = render_markdown({"CPU": "x"}, merged, ["## A note"], "results")
     latest = report.split("## Latest run")[1].split("## Machine")[0]
     assert "C kernel" in latest and "every run figure" not in latest, "only key figures and misses on top"
@@ -93,8 +113,17 @@ def test_a_report_from_before_the_results_folder_gives_up_its_sections(tmp_path:
     from bench.results import load_sections
 
     old = tmp_path / "BENCHMARKS.md"
-    data = {"machine": {"CPU": "AMD EPYC"}, "sections": [{"name": "soak", "title": "7. Soak", "figures": [
-        {"name": "req/s", "value": 8426.3, "unit": "req/s", "runs": [1.0], "removed field": 1}], "old field": 2}]}
+    data = {
+        "machine": {"CPU": "AMD EPYC"},
+        "sections": [
+            {
+                "name": "soak",
+                "title": "7. Soak",
+                "figures": [{"name": "req/s", "value": 8426.3, "unit": "req/s", "runs": [1.0], "removed field": 1}],
+                "old field": 2,
+            }
+        ],
+    }
     old.write_text(f"# Benchmarks\n<!-- bench-data\n{json.dumps(data)}\n-->\n")
     [soak] = load_sections(tmp_path / "absent", legacy=old)
     assert soak.name == "soak" and soak.cpu == "AMD EPYC" and soak.figures[0].value == 8426.3
@@ -106,8 +135,11 @@ def test_variants_are_a_line_of_configuration() -> None:
     from bench.variants import DEFAULT_VARIANTS, check_variants, parse_variant
 
     v = parse_variant("no-metrics=files,METRICS_ENABLED=false,OTEL_TRACES_EXPORTER=none")
-    assert (v.name, v.backend, v.env) == ("no-metrics", "files",
-                                          {"METRICS_ENABLED": "false", "OTEL_TRACES_EXPORTER": "none"})
+    assert (v.name, v.backend, v.env) == (
+        "no-metrics",
+        "files",
+        {"METRICS_ENABLED": "false", "OTEL_TRACES_EXPORTER": "none"},
+    )
     assert check_variants([]) == DEFAULT_VARIANTS
     for bad in ("x=mysql", "X=files", "x=files,lower=1", "x"):
         with pytest.raises(argparse.ArgumentTypeError):
