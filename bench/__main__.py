@@ -29,6 +29,7 @@ from bench import (
     kernel,
     listing,
     machine,
+    observability,
     redis_memory,
     soak,
     split,
@@ -53,6 +54,7 @@ BENCHMARKS: dict[str, ModuleType] = {
     "status": status,
     "enqueue": enqueue,
     "redis-memory": redis_memory,
+    "observability": observability,
     "listing": listing,
     "split": split,
     "split-long": split_long,
@@ -69,8 +71,9 @@ REPORT_ORDER = [
     "redis-memory",
     "split",
     "split-long",
+    "observability",
 ]
-NEEDS_BROKER = {"digits", "status", "enqueue", "listing", "split", "split-long", "soak"}
+NEEDS_BROKER = {"digits", "status", "enqueue", "observability", "listing", "split", "split-long", "soak"}
 # Hand-written notes (decisions and the figures behind them) shown in BENCHMARKS.md after the machine.
 NOTES = Path(__file__).resolve().parent / "notes"
 DEFAULT_BROKER = "amqp://guest:guest@127.0.0.1:5672//"

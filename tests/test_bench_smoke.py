@@ -24,6 +24,7 @@ SECTIONS = {
     "redis-memory": "8. Redis memory per task",
     "split": "9. Split calculations",
     "split-long": "10. Split d = 12 on two processes (long)",
+    "observability": "11. Metrics and tracing",
 }
 # Figures the new sections must produce, whatever their values: both backends side by side, split runs.
 FIGURES = [
@@ -38,6 +39,8 @@ FIGURES = [
     "combining step",
     "model: d=12 on 64 hosts",
     "publish layer alone: aio-pika TaskPublisher",
+    "c=50: /task (ended) req/s, metrics on / off",
+    "enqueue, worker stopped: accepted/s, tracing on / off",
 ]
 
 pytestmark = pytest.mark.e2e
