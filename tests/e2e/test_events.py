@@ -30,10 +30,18 @@ DEMO_SECONDS = 2.0
 FINAL = {"SUCCESS", "FAILURE", "REVOKED"}
 
 
-@pytest.fixture(scope="module")
-def demo(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A stack of its own whose tasks take at least DEMO_SECONDS."""
-    with running_stack(tmp_path_factory.mktemp("events"), broker_url, DEMO_MIN_SECONDS=str(DEMO_SECONDS)) as s:
+@pytest.fixture(scope="module", params=["files", "redis"])
+def demo(
+    request: pytest.FixtureRequest, broker_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """A stack of its own whose tasks take at least DEMO_SECONDS, on each state backend in turn."""
+    with running_stack(
+        tmp_path_factory.mktemp("events"),
+        broker_url,
+        state_backend=request.param,
+        redis_url=redis_url,
+        DEMO_MIN_SECONDS=str(DEMO_SECONDS),
+    ) as s:
         yield s
 
 

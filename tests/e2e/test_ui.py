@@ -42,13 +42,17 @@ STEP_MS = 10_000
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="module")
-def demo(broker_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """A stack of its own whose tasks take at least DEMO_SECONDS, so bars visibly move."""
+@pytest.fixture(scope="module", params=["files", "redis"])
+def demo(
+    request: pytest.FixtureRequest, broker_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    """A stack of its own whose tasks take at least DEMO_SECONDS, so bars visibly move; each backend in turn."""
     # d=10 and below run whole (at the demo pace); d=11 is split into ~22 chunks.
     with running_stack(
         tmp_path_factory.mktemp("ui"),
         broker_url,
+        state_backend=request.param,
+        redis_url=redis_url,
         DEMO_MIN_SECONDS=str(DEMO_SECONDS),
         MAX_DECIMAL="11",
         SPLIT_MIN_TERMS=str(10**11),
