@@ -102,7 +102,7 @@ def run(lab: Lab) -> Section:
                         row = time_to_digits(client, stack.api, decimal, plan.poll_interval, timeout)
                     # The kernel counts CPU time in 10 ms ticks: only a run of a second or more says
                     # how much other processes took.
-                    if float(row["wall ms"]) >= _CPU_MIN_MS:  # type: ignore[arg-type]
+                    if float(row["wall ms"]) >= _CPU_MIN_MS:  # type: ignore[arg-type] - the raw row's values are typed object
                         row["others %"] = round(cpu.others * 100)
                         section.others.append(cpu.others * 100)
                 except DigitsError as exc:
@@ -110,7 +110,7 @@ def run(lab: Lab) -> Section:
                     failures.append(str(exc))
                     continue
                 rows.append(row)
-                walls.append(float(row["wall ms"]))  # type: ignore[arg-type]
+                walls.append(float(row["wall ms"]))  # type: ignore[arg-type] - the raw row's values are typed object
                 log.info(
                     "d=%d run %d/%d: %.1f ms (%s polls, digits %s)",
                     decimal,

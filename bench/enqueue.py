@@ -92,7 +92,7 @@ def run(lab: Lab) -> Section:
                         if condition == "stopped":
                             # Requests cut off by the end of the run may be queued without their 202 counted.
                             row["queued"] = queue_depth(stack) - before
-                            missing += max(0, answered - int(row["queued"]))  # type: ignore[call-overload]
+                            missing += max(0, answered - int(row["queued"]))  # type: ignore[call-overload] - the raw row's values are typed object
                         results[name, condition].append(result)
                         cpu_ms[name, condition].append(cpu.total_ms(answered))
                         rows.append(row)
@@ -151,7 +151,7 @@ def run(lab: Lab) -> Section:
         )
     section.add("errors (non-2xx, socket)", errors, "", target="0", passed=errors == 0)
     section.add("202 answered but not queued", missing, "", target="0", passed=missing == 0)
-    section.others = [float(r["others %"]) for r in rows if "others %" in r]  # type: ignore[arg-type]
+    section.others = [float(r["others %"]) for r in rows if "others %" in r]  # type: ignore[arg-type] - the raw row's values are typed object
     section.notes += [
         "Variants side by side: " + "; ".join(v.describe() for v in lab.variants) + ".",
         f"{conns} connections, {seconds} s per run after one {_WARMUP_SECONDS} s warm-up run per product (listed, "

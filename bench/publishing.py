@@ -103,7 +103,7 @@ def publish_side_by_side(broker_url: str, concurrency: int, seconds: float, runs
 
 
 def _on(loop: asyncio.AbstractEventLoop, coro: Awaitable[object]) -> object:
-    return asyncio.run_coroutine_threadsafe(coro, loop).result(30)  # type: ignore[arg-type]
+    return asyncio.run_coroutine_threadsafe(coro, loop).result(30)  # type: ignore[arg-type] - run_coroutine_threadsafe wants a Coroutine; aio-pika's calls are typed Awaitable
 
 
 def _queue_op(broker_url: str, queue: str, op: str) -> None:

@@ -102,7 +102,7 @@ def redis_store(stack: Stack) -> RedisStore:
 
 def used_memory(client: redis.Redis) -> int:
     """Redis's INFO memory used_memory, in bytes."""
-    return int(client.info("memory")["used_memory"])  # type: ignore[index]
+    return int(client.info("memory")["used_memory"])  # type: ignore[index] - redis-py types info() for both its sync and async clients
 
 
 def seed_redis(stack: Stack, count: int, seed: int = 20261128) -> tuple[Counter[str], int]:

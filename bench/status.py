@@ -111,7 +111,7 @@ def run(lab: Lab) -> Section:
         if conns == top:
             _cpu_figures(section, lab, conns, cpu_ms)
     section.add("errors (non-2xx, socket)", errors, "", target="0", passed=errors == 0)
-    section.others = [float(r["others %"]) for r in rows]  # type: ignore[arg-type]
+    section.others = [float(r["others %"]) for r in rows]  # type: ignore[arg-type] - the raw row's values are typed object
     section.notes += [
         "Variants, each a product of its own, side by side: " + "; ".join(v.describe() for v in lab.variants) + ".",
         f"Load by {tool()} (one thread, keep-alive), {plan.http_seconds} s per run; {plan.http_runs} runs per "

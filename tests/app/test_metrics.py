@@ -161,7 +161,7 @@ def test_metrics_disabled_means_no_route_and_no_counting(server: ServerThread) -
         async with gateway(server.port, METRICS_ENABLED=False) as c:
             assert (await c.get(f"/task/{KNOWN}")).status_code == 200
             assert (await c.get("/metrics")).status_code == 404
-            app = c.app  # type: ignore[attr-defined]
+            app = c.app  # type: ignore[attr-defined] - httpx's ASGI client keeps the app it was given; not in its type
             assert not any(m.cls is HttpMetrics for m in app.user_middleware)
             assert type(app.state.thrift) is ThriftReplicas  # not wrapped: no per-call work
 
@@ -231,7 +231,7 @@ def test_every_outcome_is_one_of_the_fixed_list() -> None:
 def test_gauges_count_open_streams_and_connections_in_use(server: ServerThread) -> None:
     async def scenario() -> tuple[Samples, Samples]:
         async with gateway(server.port) as c:
-            app = c.app  # type: ignore[attr-defined]
+            app = c.app  # type: ignore[attr-defined] - httpx's ASGI client keeps the app it was given; not in its type
             listener = app.state.feeds.open()  # what an open event stream holds
             host = asyncio.create_task(c.get("/"))  # getHostStatus: the handler takes 0.3 s
             while app.state.replicas.pools[0].in_use == 0:

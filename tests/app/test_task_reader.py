@@ -30,7 +30,7 @@ class CountingPool:
 def test_concurrent_reads_share_one_call() -> None:
     async def check() -> None:
         pool = CountingPool()
-        reader = TaskReader(pool)  # type: ignore[arg-type]
+        reader = TaskReader(pool)  # type: ignore[arg-type] - a stand-in pool with the one method the reader calls
         records = await asyncio.gather(*[reader.get(ID) for _ in range(50)])
         assert pool.calls == 1 and {r.progress for r in records} == {1}
 
@@ -40,7 +40,7 @@ def test_concurrent_reads_share_one_call() -> None:
 def test_running_tasks_are_read_fresh_and_ended_ones_are_kept() -> None:
     async def check() -> None:
         pool = CountingPool()
-        reader = TaskReader(pool, final_ttl=0.2)  # type: ignore[arg-type]
+        reader = TaskReader(pool, final_ttl=0.2)  # type: ignore[arg-type] - a stand-in pool with the one method the reader calls
         assert (await reader.get(ID)).progress == 1
         assert (await reader.get(ID)).progress == 2  # PROGRESS: a new call each time
         pool.status = "SUCCESS"
@@ -58,7 +58,7 @@ def test_running_tasks_are_read_fresh_and_ended_ones_are_kept() -> None:
 def test_errors_reach_every_waiter_and_are_not_cached() -> None:
     async def check() -> None:
         pool = CountingPool("MISSING")
-        reader = TaskReader(pool)  # type: ignore[arg-type]
+        reader = TaskReader(pool)  # type: ignore[arg-type] - a stand-in pool with the one method the reader calls
         results = await asyncio.gather(*[reader.get(ID) for _ in range(5)], return_exceptions=True)
         assert all(isinstance(r, BadTask) for r in results) and pool.calls == 1
         with pytest.raises(BadTask):
@@ -71,7 +71,7 @@ def test_errors_reach_every_waiter_and_are_not_cached() -> None:
 def test_a_waiter_that_gives_up_does_not_cancel_the_others() -> None:
     async def check() -> None:
         pool = CountingPool()
-        reader = TaskReader(pool)  # type: ignore[arg-type]
+        reader = TaskReader(pool)  # type: ignore[arg-type] - a stand-in pool with the one method the reader calls
         impatient = asyncio.ensure_future(reader.get(ID))
         patient = asyncio.ensure_future(reader.get(ID))
         await asyncio.sleep(0.005)
@@ -82,7 +82,7 @@ def test_a_waiter_that_gives_up_does_not_cancel_the_others() -> None:
 
 
 def test_the_cache_is_bounded() -> None:
-    reader = TaskReader(CountingPool(), max_entries=3)  # type: ignore[arg-type]
+    reader = TaskReader(CountingPool(), max_entries=3)  # type: ignore[arg-type] - a stand-in pool with the one method the reader calls
     for i in range(10):
         reader.remember(calcResult(id=str(i), status="SUCCESS", pushqtime="2026-11-28T03:00:00+00:00"))
     assert list(reader._final) == ["7", "8", "9"]

@@ -252,7 +252,7 @@ def test_streams_are_bounded_and_a_departed_client_frees_its_stream(
 ) -> None:
     monkeypatch.setattr(sse, "KEEPALIVE", 0.3)
     with gateway(demo) as (api, app):
-        hub = app.state.feeds  # type: ignore[attr-defined]
+        hub = app.state.feeds  # type: ignore[attr-defined] - Starlette's app.state is untyped
         hub.max_streams = 2
         quiet = f"{api}/alltasks/events?status=FAILURE"  # a page that does not change here
         with stream(quiet) as a, stream(quiet) as b:

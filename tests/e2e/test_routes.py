@@ -29,7 +29,7 @@ def wait_done(stack: Stack, task_id: str, timeout: float = 60) -> dict:
         body = httpx.get(f"{stack.api}/task/{task_id}", timeout=5).json()
         return body if body["status"] in ("SUCCESS", "FAILURE") else None
 
-    return wait_for(done, timeout, f"task {task_id} to finish", interval=0.05)  # type: ignore[return-value]
+    return wait_for(done, timeout, f"task {task_id} to finish", interval=0.05)  # type: ignore[return-value] - wait_for returns the predicate's truthy value, here the body
 
 
 def parse_utc(value: str) -> datetime:

@@ -108,7 +108,7 @@ def wait_task(stack: Stack, task_id: str, what: str, check: Callable[[dict], boo
         body = task(stack, task_id)
         return body if check(body) else None
 
-    return wait_for(matches, timeout, f"task {task_id} {what}" + stack.logs_hint(), interval=0.05)  # type: ignore[return-value]
+    return wait_for(matches, timeout, f"task {task_id} {what}" + stack.logs_hint(), interval=0.05)  # type: ignore[return-value] - wait_for returns the predicate's truthy value, here the body
 
 
 def wait_ended(stack: Stack, task_id: str, timeout: float = 60) -> dict:
@@ -150,7 +150,7 @@ def wait_restarted(stack: Stack, name: str, old_pid: int, timeout: float = 30) -
         f"supervisord to restart {name}" + stack.logs_hint(),
         interval=0.05,
     )
-    return pid, time.monotonic() - started  # type: ignore[return-value]
+    return pid, time.monotonic() - started  # type: ignore[return-value] - wait_for returns the predicate's truthy value, here the pid
 
 
 def worker_children(stack: Stack, program: str = "worker") -> list[psutil.Process]:

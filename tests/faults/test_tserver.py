@@ -123,7 +123,7 @@ def test_killed_tserver_gateway_answers_503_then_reconnects_by_itself(stack: Fau
         print(
             f"supervisord restarted tserver after {took:.2f} s; the gateway answered 200 again "
             f"{back - killed_at:.2f} s after the kill"
-        )  # type: ignore[operator]
+        )
         assert wait_for(lambda: program_state(stack, "tserver") == "RUNNING", 10, "tserver RUNNING")
         created = client.post("/calcpi/3")
         assert created.status_code == 202, created.text

@@ -67,9 +67,9 @@ def test_a_write_through_the_catalog_is_seen_by_the_worker(backend: Backend) -> 
 )
 def test_anything_but_a_canonical_uuid_is_unknown(backend: Backend, bad: object) -> None:
     with pytest.raises(UnknownTask):
-        backend.store.read(bad)  # type: ignore[arg-type]
+        backend.store.read(bad)  # type: ignore[arg-type] - wrong types on purpose: the store must refuse them
     with pytest.raises(UnknownTask):
-        backend.store.cancel_requested(bad)  # type: ignore[arg-type]
+        backend.store.cancel_requested(bad)  # type: ignore[arg-type] - wrong types on purpose: the store must refuse them
     with pytest.raises(UnknownTask):
         backend.on_catalog(lambda c: c.read(bad))
 

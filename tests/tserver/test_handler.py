@@ -82,7 +82,7 @@ def test_start_writes_waiting_then_publishes(store: FileStore) -> None:
 def test_bad_decimal(store: FileStore, decimal: object) -> None:
     handler = handler_for(store, RecordingQueue(store), max_decimal=10)
     with pytest.raises(BadDecimal) as caught:
-        start(handler, decimal)  # type: ignore[arg-type]
+        start(handler, decimal)  # type: ignore[arg-type] - wrong types on purpose: the handler must refuse them
     assert caught.value.message == "decimal must be an integer from 1 to 10"
     assert list(store.folder.iterdir()) == []
 

@@ -188,7 +188,7 @@ def test_run_writes_port_file_and_stops_on_sigterm(tmp_path):
     lines = out.splitlines()
     assert lines[0].startswith(f"ready {port} ")
     try:
-        import uvloop  # noqa: F401
+        import uvloop  # noqa: F401 - imported to prove it is installed, not used
     except ImportError:
         pass
     else:

@@ -71,7 +71,7 @@ class WorkerRun:
         from state.backends import open_store
         from state.config import StateSettings
 
-        return open_store(StateSettings(**self.state_env()))  # type: ignore[arg-type]
+        return open_store(StateSettings(**self.state_env()))  # type: ignore[arg-type] - settings from the environment's strings, as pydantic reads them
 
     def write_waiting(self, task_id: str, decimal: int) -> None:
         """The task's WAITING record, as the Thrift server writes it before it publishes."""

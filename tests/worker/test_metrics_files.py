@@ -74,7 +74,7 @@ def test_metrics_disabled_leaves_no_listener_and_no_folder(broker_url: str, tmp_
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
         assert not (tmp_path / "metrics").exists()
-        assert "PROMETHEUS_MULTIPROC_DIR" not in psutil.Process(run.proc.pid).environ()  # type: ignore[union-attr]
+        assert "PROMETHEUS_MULTIPROC_DIR" not in psutil.Process(run.proc.pid).environ()  # type: ignore[union-attr] - the process is running here, so its pid is set
     finally:
         run.stop()
         run.clean_up()
