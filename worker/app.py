@@ -51,7 +51,8 @@ app.conf.update(
     # for a day at most: long after any chord has combined them.
     task_ignore_result=True,
     result_expires=24 * 3600,
-    # chord_unlock (result backends other than Redis) looks at the chunks this often.
+    # chord_unlock (result backends other than Redis) looks at the chunks this often, unless the chord
+    # says otherwise (a split calculation's does: worker.chunks.poll_interval).
     result_chord_retry_interval=0.5,
     # Survive a killed worker: acknowledge only after the task ran, requeue when the worker dies,
     # and take one message at a time so a dying worker holds no unstarted ones. (By default Celery

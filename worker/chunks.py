@@ -26,6 +26,8 @@ from worker.recording import RUNNING_CEILING, CancelPoll, cancel_requested, fini
 log = logging.getLogger(__name__)
 
 _STORAGE_RETRY_DELAY = 2
+# chord_unlock's interval between looks: 2 ms per chunk, between 0.1 s and 5 s (poll_interval).
+_LOOK_PER_CHUNK, _LOOK_MIN, _LOOK_MAX = 0.002, 0.1, 5.0
 
 
 # The stamp every chunk carries: the id of the calculation it belongs to.
@@ -74,7 +76,19 @@ def _send(state: TaskState, ks: range | list[int], total: int, error: int, count
         argsrepr=f"([{len(ks)} chunk results], {state.id!r}, {state.decimal}, ...)",
     )
     errback = split_failed.si(state.id).set(task_id=_step_id(state.id, ledger.generation, "failed"))
-    chord(header)(body.on_error(errback))
+    chord(header)(body.on_error(errback), interval=poll_interval(len(ks)))
+
+
+def poll_interval(chunks: int) -> float:
+    """How often Celery's chord_unlock looks whether a chord of `chunks` is complete (result backends
+    other than Redis, which counts them in natively and ignores this).
+
+    A look reads the chunks' results one by one up to the first missing one (SQLite: ~0.2 ms each), so
+    its cost grows with the chunks: at a fixed 0.5 s, a d = 12 job of 894 chunks spent 51 CPU s of
+    its 279 s (18% of a core) looking. In proportion to the chunks, looking costs a few percent of a
+    core whatever their number, and the end is seen at most 0.1 s late on a few chunks (a d = 9 job
+    of 1.6 s) and under 2 s on 900 (under 1% of their time)."""
+    return min(_LOOK_MAX, max(_LOOK_MIN, _LOOK_PER_CHUNK * chunks))
 
 
 @app.task(name="worker.calc_chunk", bind=True, ignore_result=False)  # type: ignore[untyped-decorator]  # untyped

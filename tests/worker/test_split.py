@@ -7,6 +7,7 @@ import itertools
 import math
 from fractions import Fraction
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -86,3 +87,27 @@ def test_nine_decimals_summed_in_two_thousand_chunks_are_pis() -> None:
     total, error = split.combine(results, plan.prefix_total, plan.prefix_error)
     rounded = series.prove(total, error, plan.end, 9)
     assert rounded is not None and series.format_digits(rounded, 9) == "3.141592654"
+
+
+@settings(max_examples=40, deadline=None)
+@given(decimal=st.integers(7, 12), chunk_terms=st.integers(2, 10**11), max_chunks=st.integers(1, 5000))
+def test_the_plan_cuts_as_few_equal_chunks_as_the_limits_allow(decimal: int, chunk_terms: int, max_chunks: int) -> None:
+    # Whole chunks of SPLIT_CHUNK_TERMS overshot the estimate by up to one chunk (7% more work at
+    # d = 9); equal chunks overshoot it by less than a pair each.
+    whole = split.plan(decimal, min_terms=1, chunk_terms=10**15, max_chunks=1)
+    plan = split.plan(decimal, min_terms=1, chunk_terms=chunk_terms, max_chunks=max_chunks)
+    assert whole is not None and plan is not None and whole.chunks == 1
+    needed = whole.end - whole.start  # the estimate with 1% to spare, in pairs
+    largest = max(1, chunk_terms // 2, math.ceil(needed / max_chunks))
+    assert plan.start == whole.start and plan.end - plan.start == plan.chunks * plan.size
+    assert plan.chunks == math.ceil(needed / largest) <= max_chunks
+    assert plan.size <= largest
+    assert 0 <= plan.chunks * plan.size - needed < plan.chunks
+
+
+def test_chord_looks_are_spaced_by_the_number_of_chunks() -> None:
+    from worker.chunks import poll_interval
+
+    assert poll_interval(3) == 0.1  # a small job's end is seen within 0.1 s
+    assert poll_interval(894) == pytest.approx(1.788)  # a look reads ~0.2 ms per chunk: ~5% of a core
+    assert poll_interval(10**6) == 5.0
