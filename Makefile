@@ -52,9 +52,10 @@ docs:
 clean:
 	rm -rf build *.egg-info worker/*.so .pytest_cache
 
-## Benchmark every layer side by side into BENCHMARKS.md and bench/results/ (about 14 min on 2 cores): both
-## state backends side by side, split calculations on one and two processes. The soak (SOAK_SECONDS, default
-## 300) and d = 12 split over two processes (about 10 min) are targets of their own that add their sections
+## Benchmark every layer side by side into BENCHMARKS.md and bench/results/ (about 18 min on 2 cores): both
+## state backends side by side, split calculations on one and two processes, metrics on against off and
+## tracing on. The soak (SOAK_SECONDS, default 300) and d = 12 split over two processes (about 5 min) are
+## targets of their own that add their sections
 ## to the same report. BENCH_QUICK=1: smoke sizes, report in run/. wrk drives the HTTP load: installed with
 ## apt-get if missing and possible, else the bench's own asyncio client does.
 bench soak bench-long: $(STAMP)

@@ -93,7 +93,7 @@ def full_plan(soak_seconds: int) -> Plan:
         memory_tasks=10_000,
         memory_repeats=3,
         split_decimal=11,
-        split_runs=2,
+        split_runs=3,
         overhead_decimal=9,
         overhead_runs=4,
         chord_chunks=(100, 900),

@@ -109,5 +109,6 @@ def test_chord_looks_are_spaced_by_the_number_of_chunks() -> None:
     from worker.chunks import poll_interval
 
     assert poll_interval(3) == 0.1  # a small job's end is seen within 0.1 s
-    assert poll_interval(894) == pytest.approx(1.788)  # a look reads ~0.2 ms per chunk: ~5% of a core
+    assert poll_interval(53) == pytest.approx(0.265)  # a look reads ~0.2 ms per chunk: ~2% of a core
+    assert poll_interval(894) == pytest.approx(4.47)
     assert poll_interval(10**6) == 5.0
