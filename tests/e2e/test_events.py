@@ -23,24 +23,21 @@ from app import sse
 from app.config import GatewaySettings
 from app.main import create_app
 from app.routes import events
-from testing.stack import Stack, running_stack
+from testing.stack import Stack
 from testing.waiting import free_port, wait_for
+from tests.e2e.backends import BACKENDS, stack_on_backend
 
 DEMO_SECONDS = 2.0
 FINAL = {"SUCCESS", "FAILURE", "REVOKED"}
 
 
-@pytest.fixture(scope="module", params=["files", "redis"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def demo(
     request: pytest.FixtureRequest, broker_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     """A stack of its own whose tasks take at least DEMO_SECONDS, on each state backend in turn."""
-    with running_stack(
-        tmp_path_factory.mktemp("events"),
-        broker_url,
-        state_backend=request.param,
-        redis_url=redis_url,
-        DEMO_MIN_SECONDS=str(DEMO_SECONDS),
+    with stack_on_backend(
+        request, broker_url, redis_url, tmp_path_factory, "events", DEMO_MIN_SECONDS=str(DEMO_SECONDS)
     ) as s:
         yield s
 

@@ -20,8 +20,9 @@ import pytest
 from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
 from RPC import RPCcelery
-from testing.stack import REPO, Stack, running_stack
+from testing.stack import REPO, Stack
 from testing.waiting import wait_for
+from tests.e2e.backends import BACKENDS, stack_on_backend
 from tests.e2e.test_routes import rounded_pi
 
 CHROMIUM = "/usr/bin/chromium"
@@ -42,17 +43,18 @@ STEP_MS = 10_000
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture(scope="module", params=["files", "redis"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def demo(
     request: pytest.FixtureRequest, broker_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
     """A stack of its own whose tasks take at least DEMO_SECONDS, so bars visibly move; each backend in turn."""
     # d=10 and below run whole (at the demo pace); d=11 is split into ~22 chunks.
-    with running_stack(
-        tmp_path_factory.mktemp("ui"),
+    with stack_on_backend(
+        request,
         broker_url,
-        state_backend=request.param,
-        redis_url=redis_url,
+        redis_url,
+        tmp_path_factory,
+        "ui",
         DEMO_MIN_SECONDS=str(DEMO_SECONDS),
         MAX_DECIMAL="11",
         SPLIT_MIN_TERMS=str(10**11),

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 import tempfile
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext, suppress
@@ -16,6 +17,9 @@ from tserver.runtime.observer import CallObserver
 from tserver.runtime.server import ThriftServer
 
 log = logging.getLogger(__name__)
+
+#: How long the thread holding the GIL keeps it while another waits (Python's default: 5 ms); see run().
+SWITCH_INTERVAL = 0.0005
 
 
 def run(
@@ -36,6 +40,11 @@ def run(
     the broker and the state store, housekeeping). Once listening, writes the bound port to
     ``port_file`` (atomically) and calls ``ready(port)``. ``observer`` is told of every call.
     """
+    # The loop hands disk work to the catalog's threads, and each of them must take the GIL back from
+    # the busy loop after every system call: with Python's default 5 ms switch interval that wait
+    # dominates. At 0.5 ms, measured side by side (4 alternating runs of each, files backend):
+    # starts 1,158-1,300/s against 746-1,033/s, not-ended status reads 4,498/s against 4,218/s.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     loop_factory = None
     try:
         import uvloop
