@@ -114,6 +114,11 @@ def test_a_chunks_worker_killed_mid_chunk_and_ten_readers(stack: FaultStack) -> 
         chunks_running(stack, task_id, done=1)
         busy_chunk_process(stack).send_signal(signal.SIGKILL)
         done = wait_ended(stack, task_id, timeout=120)
+        # Each reader returns once it has seen the task end itself (stopping them now would cut off a
+        # reader whose last read came just before the end).
+        deadline = time.monotonic() + 10
+        for t in readers:
+            t.join(max(0.0, deadline - time.monotonic()))
     finally:
         stop.set()
         for t in readers:
