@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,3 +73,22 @@ def test_expiry_runs_in_batches_until_done(store: FileStore) -> None:
     store.write(task(9999))
     assert sweep(index, 3600) == 2500 > maintenance._EXPIRE_PER_BATCH
     assert task_ids(store) == [task(9999).id] and len(index) == 1
+
+
+def test_a_killed_writers_temporary_file_is_removed_once_stale(store: FileStore) -> None:
+    # A writer killed with kill -9 between creating its temporary file and renaming it leaves that
+    # file behind (named after the task, the writer's pid and thread); sweeps remove it after an hour,
+    # never a fresh one that a live writer is about to rename.
+    task_id = task(1).id
+    stale = store.folder / f".{task_id}.999999.1.tmp"
+    fresh = store.folder / f".{task_id}.999998.1.tmp"
+    stale.write_bytes(b'{"torn')
+    fresh.write_bytes(b'{"being written')
+    hour_ago = time.time() - 3601
+    os.utime(stale, (hour_ago, hour_ago))
+    index = TaskIndex(store)
+    try:
+        sweep(index, ttl=0)
+    finally:
+        index.close()
+    assert not stale.exists() and fresh.exists()
