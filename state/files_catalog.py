@@ -6,16 +6,15 @@ so each one runs in a small thread pool of its own and is awaited on the loop.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from state.errors import StorageError
 from state.files import FileStore
 from state.files_housekeeping import sweep
 from state.files_index import TaskIndex
+from state.io_threads import IOThreads
 from state.records import TaskState
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ class FileCatalog:
         self.store = store
         self.index = index if index is not None else TaskIndex(store)
         self.ttl = ttl
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="state-files")
+        self._threads = IOThreads(threads, "state-files")
 
     async def read(self, task_id: str) -> TaskState:
         return await self._run(self.store.read, task_id)
@@ -54,7 +53,7 @@ class FileCatalog:
         await self._run(sweep, self.index, self.ttl)
 
     async def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._threads.shutdown()
         self.index.close()
 
     def _write(self, state: TaskState) -> None:
@@ -74,4 +73,4 @@ class FileCatalog:
             log.warning("task %s not removed from the index yet: %s", task_id, exc)
 
     async def _run(self, call: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call, *args)
+        return await self._threads.run(call, *args)

@@ -1,0 +1,134 @@
+"""IOThreads: blocking calls run off the event loop on a few threads, handed over in batches.
+
+Why not `loop.run_in_executor(ThreadPoolExecutor(...))`: it pays a thread wake-up and a wake-up of
+the loop (a write to its self-pipe) for every call, and with several threads the loop and the woken
+threads take turns at the GIL several times a call. Creating a task's state file costs the Thrift
+server ~0.1 ms of CPU; those hand-overs cost about as much again. Here a thread that wakes takes
+every call waiting, runs them, and hands their results back to the loop together; under load, calls
+arrive while a thread is busy and nobody needs waking. Measured side by side (BENCHMARKS.md,
+"Where the files backend's starts went"): FIGURES.
+
+One thread does the work while it keeps up. Another is woken only once the batch running has taken
+longer than `slow` (a listing reading a page of files, a disk that stalls): a call waits behind a
+slow batch for `slow` plus the call then running at most, not for the whole batch. A long batch
+also hands back what it has done every `slow`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+#: How long a batch may run before calls waiting behind it wake another thread (seconds).
+SLOW = 0.001
+
+# One call handed over: what to run, with what, and the future (on its loop) for the outcome.
+_Call = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
+_Outcome = tuple["asyncio.Future[Any]", Any, Exception | None]
+
+
+class IOThreads:
+    """A few daemon threads that run blocking calls for coroutines. Safe to share between loops."""
+
+    def __init__(self, threads: int, name: str, *, slow: float = SLOW) -> None:
+        if threads < 1:
+            raise ValueError("IOThreads needs at least one thread")
+        self.slow = slow
+        self._waiting: deque[_Call] = deque()
+        self._lock = threading.Condition(threading.Lock())
+        self._idle = 0  # threads waiting for work
+        self._woken = 0  # of them, notified and not yet running
+        self._running: dict[int, float] = {}  # thread number -> when its batch started
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._serve, args=(i,), name=f"{name}-{i}", daemon=True) for i in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    async def run(self, call: Callable[..., T], *args: object) -> T:
+        """call(*args) on one of the threads; its result, or its exception raised here."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("IOThreads is shut down")
+            self._waiting.append((call, args, future))
+            self._wake_one_if_needed()
+        return await future
+
+    def shutdown(self) -> None:
+        """Let the threads finish what is waiting, then stop them (and wait for them)."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join()
+
+    def _wake_one_if_needed(self) -> None:
+        """Holding the lock: wake an idle thread, unless a batch that started less than `slow` ago
+        will take what is waiting soon enough, or one is already on its way."""
+        if self._idle <= self._woken:
+            return
+        now = time.monotonic()
+        if any(now - started < self.slow for started in self._running.values()):
+            return
+        self._woken += 1
+        self._lock.notify()
+
+    def _serve(self, number: int) -> None:
+        while True:
+            with self._lock:
+                while not self._waiting and not self._closed:
+                    self._idle += 1
+                    self._lock.wait()
+                    self._idle -= 1
+                    self._woken = max(0, self._woken - 1)
+                if not self._waiting:
+                    return  # closed, and nothing left to run
+                batch = list(self._waiting)
+                self._waiting.clear()
+                self._running[number] = flushed = time.monotonic()
+            done: list[_Outcome] = []
+            for call, args, future in batch:
+                try:
+                    done.append((future, call(*args), None))
+                except Exception as exc:  # noqa: BLE001 - any error is the caller's: raised where it awaits
+                    done.append((future, None, exc))
+                if time.monotonic() - flushed > self.slow:
+                    # A long batch: hand back what is done, and let others take what waits behind it.
+                    _settle_soon(done)
+                    done, flushed = [], time.monotonic()
+                    if self._waiting:  # (a peek: the lock is taken only to wake)
+                        with self._lock:
+                            self._wake_one_if_needed()  # this batch started over `slow` ago
+            with self._lock:
+                del self._running[number]
+            _settle_soon(done)
+
+
+def _settle_soon(done: list[_Outcome]) -> None:
+    """Have each future's loop set its outcome: one wake-up of each loop for the lot."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+    for outcome in done:
+        by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
+    for loop, outcomes in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits for these any more
+            loop.call_soon_threadsafe(_settle, outcomes)
+
+
+def _settle(outcomes: list[_Outcome]) -> None:
+    for future, result, exc in outcomes:
+        if future.done():  # its caller was cancelled meanwhile
+            continue
+        if exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)
