@@ -26,7 +26,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Response
 
 from app import sse
 from app.contract import Status
-from app.deps import HubDep, TaskIdDep, ThriftDep
+from app.deps import HubDep, TaskIdPath, ThriftDep, task_id_or_404
 from app.event_models import ListStream, TaskStream, stream_response
 from app.feeds import Feed, FeedHub, Listener
 from app.models import ErrorResponse
@@ -74,9 +74,10 @@ _MALFORMED = {"model": ErrorResponse, "description": "A parameter is out of rang
     },
 )
 async def task_events(
-    task_id: TaskIdDep, hub: HubDep, thrift: ThriftDep, last_event_id: LastEventId = None
+    task_id: TaskIdPath, hub: HubDep, thrift: ThriftDep, last_event_id: LastEventId = None
 ) -> Response:
     """Event `task` with the task's state at once and on every change; the stream ends after its final state."""
+    task_id = task_id_or_404(task_id)
     listener = _open(hub)
     try:
         feed = listener.watch(("task", task_id), partial(fetch_task, thrift, task_id), POLL_INTERVAL)

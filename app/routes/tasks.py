@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 
 from app.contract import DEFAULT_MAX_DECIMAL, DEFAULT_PAGE, MAX_PAGE, MIN_DECIMAL, Status
-from app.deps import SettingsDep, TaskIdDep, TaskReaderDep, ThriftDep
+from app.deps import SettingsDep, TaskIdPath, TaskReaderDep, ThriftDep, task_id_or_404
 from app.logs import bind_task
 from app.models import ErrorResponse, TaskCreated, TaskModel, task_json
 from RPC.ttypes import BadDecimal, BadTask, TaskFinished
@@ -79,10 +79,10 @@ _TASK_RESPONSES: dict[int | str, dict[str, Any]] = {
 # The status routes answer with the JSON bytes TaskReader rendered once per read (shared by every
 # request it serves); response_model still documents them.
 @router.get("/task/{id}", response_model=TaskModel, summary="One task's state", responses=_TASK_RESPONSES)
-async def get_task(task_id: TaskIdDep, reader: TaskReaderDep) -> Response:
+async def get_task(task_id: TaskIdPath, reader: TaskReaderDep) -> Response:
     """Status, progress, intermediate or final result, and the queued/started/finished times."""
     try:
-        return Response(await reader.get_json(task_id), media_type="application/json")
+        return Response(await reader.get_json(task_id_or_404(task_id)), media_type="application/json")
     except BadTask as exc:
         raise HTTPException(404, exc.message) from None
 
@@ -93,8 +93,9 @@ _ENDED = {"model": ErrorResponse, "description": "The task has already ended"}
 @router.delete(
     "/task/{id}", response_model=TaskModel, summary="Cancel a task", responses={**_TASK_RESPONSES, 409: _ENDED}
 )
-async def cancel_task(task_id: TaskIdDep, thrift: ThriftDep, reader: TaskReaderDep) -> Response:
+async def cancel_task(task_id: TaskIdPath, thrift: ThriftDep, reader: TaskReaderDep) -> Response:
     """Stop a waiting or running task: it becomes REVOKED with a stop time, and its worker stops computing."""
+    task_id = task_id_or_404(task_id)
     try:
         record = await thrift.call("cancelTask", task_id, idempotent=False)
     except BadTask as exc:
