@@ -4,6 +4,9 @@ in step."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from state.errors import UnknownTask
@@ -88,3 +91,37 @@ def test_cancellation_requests_expire_by_themselves(backend: Backend) -> None:
     assert 23 * 3600 < ttl <= 24 * 3600
     with pytest.raises(UnknownTask):
         backend.store.read(ID)
+
+
+def test_reads_asked_for_together_go_to_redis_as_one_command(backend: Backend) -> None:
+    """Concurrent reads (several Thrift requests in one pass of the loop) share one MGET; an unknown
+    id among them is still unknown, a key of another type still corrupt, the others still right."""
+    ids = [f"5b2f3c1e-8a4d-4f7e-9c0b-{i:012x}" for i in range(20)]
+    for task_id in ids:
+        backend.on_catalog(lambda c, t=task_id: c.write(waiting(t)))
+    unknown, other_type = "00000000-0000-4000-8000-000000000002", "00000000-0000-4000-8000-000000000003"
+    redis_client().hset(f"{backend.settings.REDIS_KEY_PREFIX}task:{other_type}", "status", "SUCCESS")
+
+    async def read_all(catalog: Any) -> list[object]:
+        sent: list[int] = []
+        mget = catalog.client.mget
+
+        async def counting(keys: list[str]) -> object:
+            sent.append(len(keys))
+            return await mget(keys)
+
+        catalog.client.mget = counting  # counts the commands sent; Redis itself answers them
+        try:
+            got = await asyncio.gather(
+                *(catalog.read(t) for t in [*ids, ids[0], unknown, other_type]), return_exceptions=True
+            )
+        finally:
+            del catalog.client.mget
+        assert sent == [22], "one MGET for the 22 distinct ids (20 tasks, an unknown one, another type)"
+        return got
+
+    got = backend.on_catalog(read_all)
+    assert [s.id for s in got[:21]] == [*ids, ids[0]]
+    assert all(s.status == WAITING for s in got[:21])
+    assert isinstance(got[21], UnknownTask)
+    assert got[22].status == FAILURE and "corrupt" in (got[22].error or "")
