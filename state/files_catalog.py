@@ -1,7 +1,8 @@
 """FileCatalog: the files backend as the Thrift server uses it, without blocking its event loop.
 
 Every call reads or writes files (and the SQLite index), which can stall on a busy or failing disk,
-so each one runs in a small thread pool of its own and is awaited on the loop.
+so each one runs on threads of its own (state/io_threads.py, handed over in batches) and is awaited
+on the loop.
 """
 
 from __future__ import annotations
