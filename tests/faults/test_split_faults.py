@@ -81,16 +81,21 @@ def test_cancel_revokes_a_split_task_within_a_second(stack: FaultStack) -> None:
 
 def test_a_small_task_is_not_kept_waiting_by_a_big_jobs_chunks(stack: FaultStack) -> None:
     big = start_task(stack, 12)  # ~850 chunks: the chunk queue is full for minutes
-    chunks_running(stack, big, done=1)
-    assert queue_depth(stack.broker_url, f"{stack.queue}.chunks") > 100
-    started = time.monotonic()
-    small = start_task(stack, 3)
-    done = wait_ended(stack, small, timeout=30)
-    took = time.monotonic() - started
-    assert done["digits"] == "3.142"
-    print(f"d=3 behind a d=12 job: done in {took * 1000:.0f} ms")
-    assert took < 1.0, took
-    assert httpx.delete(f"{stack.api}/task/{big}", timeout=10).json()["status"] == "REVOKED"
+    try:
+        chunks_running(stack, big, done=1)
+        # The group is still being published while the first chunks run: wait for the queue to fill.
+        chunks = f"{stack.queue}.chunks"
+        wait_for(lambda: queue_depth(stack.broker_url, chunks) > 100, 30, "the big job's chunks to fill the queue")
+        started = time.monotonic()
+        small = start_task(stack, 3)
+        done = wait_ended(stack, small, timeout=30)
+        took = time.monotonic() - started
+        assert done["digits"] == "3.142"
+        print(f"d=3 behind a d=12 job: done in {took * 1000:.0f} ms")
+        assert took < 1.0, took
+    finally:
+        # Also when an assertion failed: its chunks must not keep the workers busy for the next tests.
+        assert httpx.delete(f"{stack.api}/task/{big}", timeout=10).json()["status"] == "REVOKED"
 
 
 def test_a_chunks_worker_killed_mid_chunk_and_ten_readers(stack: FaultStack) -> None:
