@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -156,6 +157,32 @@ def wait_restarted(stack: Stack, name: str, old_pid: int, timeout: float = 30) -
 def worker_children(stack: Stack, program: str = "worker") -> list[psutil.Process]:
     """The pool processes of one of the Celery workers (`worker`, or `chunks` for split calculations)."""
     return psutil.Process(program_pid(stack, program)).children(recursive=True)
+
+
+def chunk_in_progress(stack: Stack, task_id: str, age: tuple[float, float] = (0.05, 0.25)) -> psutil.Process:
+    """The chunk worker's pool process that began a chunk of `task_id` between age[0] and age[1] seconds
+    ago: past the chunk's record of its start, and far from its end (a chunk takes 0.3 s or more), so
+    that a kill -9 now lands mid-chunk. Asked of the worker itself (Celery's remote control, `inspect
+    active`): sampling the processes' CPU cannot tell a chunk that is about to finish."""
+    from celery import Celery
+
+    app = Celery(broker=stack.broker_url, set_as_current=False)
+    name = f"pi-{stack.queue}-chunks@{socket.gethostname()}"
+    inspect = app.control.inspect(destination=[name], limit=1, timeout=2)
+
+    def young_chunk() -> psutil.Process | None:
+        now = time.time()
+        for request in (inspect.active() or {}).get(name, []):
+            started = request.get("time_start")
+            mine = request["name"] == "worker.calc_chunk" and request["args"][0] == task_id
+            if mine and started and age[0] <= now - started <= age[1]:
+                return psutil.Process(request["worker_pid"])
+        return None
+
+    try:
+        return wait_for(young_chunk, 30, f"a chunk of task {task_id} to start", interval=0.01)
+    finally:
+        app.close()
 
 
 def computing_child(stack: Stack, sample: float = 0.3) -> psutil.Process:

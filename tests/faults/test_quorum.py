@@ -10,8 +10,7 @@ from collections.abc import Iterator
 import pytest
 from kombu import Connection
 
-from tests.faults.conftest import FaultStack, running_stack, start_task, wait_ended, wait_task
-from tests.faults.test_split_faults import busy_chunk_process
+from tests.faults.conftest import FaultStack, chunk_in_progress, running_stack, start_task, wait_ended, wait_task
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -53,6 +52,6 @@ def test_a_whole_task_runs(stack: FaultStack) -> None:
 def test_a_chunks_worker_killed_mid_chunk_hands_the_chunk_back(stack: FaultStack) -> None:
     task_id = start_task(stack, 10)
     wait_task(stack, task_id, "a chunk to finish", lambda b: b["chunks_done"] >= 1, timeout=60)
-    busy_chunk_process(stack).send_signal(signal.SIGKILL)
+    chunk_in_progress(stack, task_id).send_signal(signal.SIGKILL)
     done = wait_ended(stack, task_id, timeout=120)
     assert done["status"] == "SUCCESS" and done["digits"] == "3.1415926536" and done["attempts"] == 2, done

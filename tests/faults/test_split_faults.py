@@ -12,19 +12,18 @@ import time
 from collections.abc import Iterator
 
 import httpx
-import psutil
 import pytest
 
 from testing.waiting import wait_for
 from tests.faults.conftest import (
     FaultStack,
+    chunk_in_progress,
     queue_depth,
     running_stack,
     start_task,
     task,
     wait_ended,
     wait_task,
-    worker_children,
 )
 
 pytestmark = pytest.mark.timeout(300)
@@ -47,20 +46,6 @@ def chunks_running(stack: FaultStack, task_id: str, done: int = 1) -> dict:
         lambda b: b["status"] == "PROGRESS" and b["chunks_done"] >= done,
         timeout=60,
     )
-
-
-def busy_chunk_process(stack: FaultStack) -> psutil.Process:
-    """A pool process of the chunk workers that is computing now."""
-
-    def busiest() -> psutil.Process | None:
-        children = worker_children(stack, "chunks")
-        for child in children:
-            child.cpu_percent(None)
-        time.sleep(0.2)
-        top = max(children, key=lambda c: c.cpu_percent(None))
-        return top if top.cpu_percent(None) >= 0 and top.cpu_times().user > 0 else None
-
-    return wait_for(busiest, 20, "a chunk worker to compute")
 
 
 def test_cancel_revokes_a_split_task_within_a_second(stack: FaultStack) -> None:
@@ -117,7 +102,7 @@ def test_a_chunks_worker_killed_mid_chunk_and_ten_readers(stack: FaultStack) -> 
         t.start()
     try:
         chunks_running(stack, task_id, done=1)
-        busy_chunk_process(stack).send_signal(signal.SIGKILL)
+        chunk_in_progress(stack, task_id).send_signal(signal.SIGKILL)
         done = wait_ended(stack, task_id, timeout=120)
         # Each reader returns once it has seen the task end itself (stopping them now would cut off a
         # reader whose last read came just before the end).
@@ -142,7 +127,7 @@ def test_a_chunk_whose_workers_keep_dying_fails_its_task(
     with running_stack(tmp_path_factory.mktemp("split-attempts"), broker_url, TASK_MAX_ATTEMPTS="1", **SPLIT) as stack:
         task_id = start_task(stack, 10)
         chunks_running(stack, task_id, done=1)
-        busy_chunk_process(stack).send_signal(signal.SIGKILL)
+        chunk_in_progress(stack, task_id).send_signal(signal.SIGKILL)
         done = wait_ended(stack, task_id, timeout=120)
     assert done["status"] == "FAILURE", done
     assert "was delivered 2 times; its worker died each time" in done["error"], done["error"]
