@@ -8,7 +8,7 @@ from app.main import create_app
 
 settings = load_settings()
 # Before uvicorn starts: its loggers keep no handlers of their own and log through this one.
-configure(settings.LOG_FORMAT)
+configure(settings.LOG_FORMAT, level=settings.LOG_LEVEL)
 uvicorn.run(
     create_app(settings),
     host=settings.API_HOST,

@@ -86,7 +86,7 @@ class TextFormatter(logging.Formatter):
 
 
 def configure(
-    log_format: Literal["text", "json"], *, level: int = logging.INFO, stream: TextIO | None = None
+    log_format: Literal["text", "json"], *, level: int | str = logging.INFO, stream: TextIO | None = None
 ) -> logging.Handler:
     """Send every logger's records (uvicorn's too) to one handler on `stream` (stderr) in `log_format`."""
     handler = logging.StreamHandler(stream if stream is not None else sys.stderr)

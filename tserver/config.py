@@ -42,6 +42,8 @@ class ServerSettings(BaseSettings):
     TSERVER_METRICS_PORT: int = Field(default=9100, ge=0, le=65535)
     # text, or json: one JSON object per line (tserver/logs.py).
     LOG_FORMAT: Literal["text", "json"] = "text"
+    # The lowest level logged. WARNING drops the INFO lines about single requests (a task cancelled).
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # OpenTelemetry's own variable: otlp and/or console (comma-separated) turn tracing on; none or unset:
     # off. The other OTEL_* variables are the SDK's (endpoint, service name, sampler, propagators).
     OTEL_TRACES_EXPORTER: str = "none"

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = load(ServerSettings)
     state_settings = load(StateSettings)
-    logs.configure(settings.LOG_FORMAT)
+    logs.configure(settings.LOG_FORMAT, level=settings.LOG_LEVEL)
     counted = metrics.ServerMetrics(idl_methods()) if settings.METRICS_ENABLED else None
     # Before anything else starts: a metrics port already taken stops the program with one line.
     listener = metrics.serve(counted, settings.TSERVER_HOST, settings.TSERVER_METRICS_PORT) if counted else None

@@ -122,3 +122,25 @@ def test_log_format_setting() -> None:
     assert GatewaySettings(LOG_FORMAT="json").LOG_FORMAT == "json"
     with pytest.raises(ValueError, match="LOG_FORMAT"):
         GatewaySettings(LOG_FORMAT="xml")  # type: ignore[arg-type]  # the point: a refused value
+
+
+def test_log_level_setting() -> None:
+    assert GatewaySettings().LOG_LEVEL == "INFO"
+    assert GatewaySettings(LOG_LEVEL="WARNING").LOG_LEVEL == "WARNING"
+    for refused in ("verbose", "", "10"):
+        with pytest.raises(ValueError, match="LOG_LEVEL"):
+            GatewaySettings(LOG_LEVEL=refused)  # type: ignore[arg-type]  # the point: a refused value
+
+
+def test_warning_level_drops_info_lines_and_keeps_the_rest() -> None:
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.configure("text", level="WARNING", stream=stream)
+        logging.getLogger("app.x").info("task queued: decimal 6")
+        logging.getLogger("app.x").warning("slow")
+    finally:
+        root.handlers[:], root.level = saved
+    (line,) = stream.getvalue().splitlines()
+    assert line.endswith("gateway WARNING app.x: slow")

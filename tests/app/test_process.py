@@ -95,3 +95,13 @@ def test_metrics_disabled_in_the_real_process(server: THeaderServer) -> None:
         _, err = stop(proc)
     assert server.client_types == [0x01]  # THeaderClientType.FRAMED_BINARY: tracing is off
     assert " gateway INFO uvicorn.error: " in err  # the text format
+
+
+def test_log_level_warning_drops_the_info_lines_of_the_real_process(server: THeaderServer) -> None:
+    proc, api = start(server.port, LOG_LEVEL="WARNING")
+    try:
+        assert httpx.get(f"{api}/task/{ENDED}").status_code == 200
+    finally:
+        _, err = stop(proc)
+    assert " INFO " not in err, err  # uvicorn's "Started server process" and "Uvicorn running on" are INFO
+
