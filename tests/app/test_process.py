@@ -104,4 +104,3 @@ def test_log_level_warning_drops_the_info_lines_of_the_real_process(server: THea
     finally:
         _, err = stop(proc)
     assert " INFO " not in err, err  # uvicorn's "Started server process" and "Uvicorn running on" are INFO
-
