@@ -34,7 +34,7 @@ class GatewaySettings(BaseSettings):
     METRICS_ENABLED: bool = True
     # text, or json: one JSON object per line (app/logs.py).
     LOG_FORMAT: Literal["text", "json"] = "text"
-    # The lowest level logged. WARNING drops the INFO line each request logs (a task queued, cancelled).
+    # The lowest level logged. WARNING drops the INFO line a start or a cancel logs (task queued, cancelled).
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     # OpenTelemetry's standard variable: otlp and/or console turn tracing on; unset or none: off.
     OTEL_TRACES_EXPORTER: str = "none"
