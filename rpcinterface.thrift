@@ -143,6 +143,13 @@ struct TaskPage {
   2: required i64 total
 }
 
+// Every exception is annotated python.immutable = "false": Thrift's Python code makes exceptions
+// immutable by default, and a web framework may write to one it handled (Starlette clears the
+// __traceback__ of each exception an exception handler turned into a response). An immutable one
+// refuses with TypeError after the response went out, which the server then logs as an unhandled error.
+// The annotation changes only the generated Python, never the wire; the price is that the generated
+// exceptions, like every mutable Thrift struct, cannot be set members or dict keys.
+
 /** The number of decimals is outside the allowed range. */
 exception BadDecimal {
   /** Human-readable reason naming the allowed range. */
@@ -151,19 +158,19 @@ exception BadDecimal {
   2: i8 min_decimal
   /** Largest allowed number of decimals. */
   3: i8 max_decimal
-}
+} (python.immutable = "false")
 
 /** The id names no known task (unknown, malformed or hostile). */
 exception BadTask {
   /** Human-readable reason. */
   1: string message
-}
+} (python.immutable = "false")
 
 /** An argument is outside its documented range. */
 exception BadArgument {
   /** Human-readable reason naming the allowed values. */
   1: string message
-}
+} (python.immutable = "false")
 
 /** The task has already ended, so it cannot be cancelled. */
 exception TaskFinished {
@@ -171,13 +178,13 @@ exception TaskFinished {
   1: string message
   /** The status it ended with. */
   2: string status
-}
+} (python.immutable = "false")
 
 /** A dependency of the compute side (the broker, the state folder) cannot be used right now. */
 exception Unavailable {
   /** Human-readable reason. */
   1: string message
-}
+} (python.immutable = "false")
 
 /** The gateway's view of the compute side. */
 service RPCcelery {

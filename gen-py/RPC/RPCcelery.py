@@ -699,12 +699,14 @@ class startCalcPi_result(object):
                     iprot.skip(ftype)
             elif fid == 1:
                 if ftype == TType.STRUCT:
-                    self.bd = BadDecimal.read(iprot)
+                    self.bd = BadDecimal()
+                    self.bd.read(iprot)
                 else:
                     iprot.skip(ftype)
             elif fid == 2:
                 if ftype == TType.STRUCT:
-                    self.un = Unavailable.read(iprot)
+                    self.un = Unavailable()
+                    self.un.read(iprot)
                 else:
                     iprot.skip(ftype)
             else:
@@ -847,12 +849,14 @@ class queueCalcPi_result(object):
                     iprot.skip(ftype)
             elif fid == 1:
                 if ftype == TType.STRUCT:
-                    self.bd = BadDecimal.read(iprot)
+                    self.bd = BadDecimal()
+                    self.bd.read(iprot)
                 else:
                     iprot.skip(ftype)
             elif fid == 2:
                 if ftype == TType.STRUCT:
-                    self.un = Unavailable.read(iprot)
+                    self.un = Unavailable()
+                    self.un.read(iprot)
                 else:
                     iprot.skip(ftype)
             else:
@@ -995,12 +999,14 @@ class getTaskStatus_result(object):
                     iprot.skip(ftype)
             elif fid == 1:
                 if ftype == TType.STRUCT:
-                    self.bt = BadTask.read(iprot)
+                    self.bt = BadTask()
+                    self.bt.read(iprot)
                 else:
                     iprot.skip(ftype)
             elif fid == 2:
                 if ftype == TType.STRUCT:
-                    self.un = Unavailable.read(iprot)
+                    self.un = Unavailable()
+                    self.un.read(iprot)
                 else:
                     iprot.skip(ftype)
             else:
@@ -1127,7 +1133,8 @@ class listTasks_result(object):
                     iprot.skip(ftype)
             elif fid == 1:
                 if ftype == TType.STRUCT:
-                    self.un = Unavailable.read(iprot)
+                    self.un = Unavailable()
+                    self.un.read(iprot)
                 else:
                     iprot.skip(ftype)
             else:
@@ -1292,12 +1299,14 @@ class listTaskPage_result(object):
                     iprot.skip(ftype)
             elif fid == 1:
                 if ftype == TType.STRUCT:
-                    self.ba = BadArgument.read(iprot)
+                    self.ba = BadArgument()
+                    self.ba.read(iprot)
                 else:
                     iprot.skip(ftype)
             elif fid == 2:
                 if ftype == TType.STRUCT:
-                    self.un = Unavailable.read(iprot)
+                    self.un = Unavailable()
+                    self.un.read(iprot)
                 else:
                     iprot.skip(ftype)
             else:
@@ -1442,17 +1451,20 @@ class cancelTask_result(object):
                     iprot.skip(ftype)
             elif fid == 1:
                 if ftype == TType.STRUCT:
-                    self.bt = BadTask.read(iprot)
+                    self.bt = BadTask()
+                    self.bt.read(iprot)
                 else:
                     iprot.skip(ftype)
             elif fid == 2:
                 if ftype == TType.STRUCT:
-                    self.tf = TaskFinished.read(iprot)
+                    self.tf = TaskFinished()
+                    self.tf.read(iprot)
                 else:
                     iprot.skip(ftype)
             elif fid == 3:
                 if ftype == TType.STRUCT:
-                    self.un = Unavailable.read(iprot)
+                    self.un = Unavailable()
+                    self.un.read(iprot)
                 else:
                     iprot.skip(ftype)
             else:
@@ -1579,7 +1591,8 @@ class getHostStatus_result(object):
                     iprot.skip(ftype)
             elif fid == 1:
                 if ftype == TType.STRUCT:
-                    self.un = Unavailable.read(iprot)
+                    self.un = Unavailable()
+                    self.un.read(iprot)
                 else:
                     iprot.skip(ftype)
             else:
