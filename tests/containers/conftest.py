@@ -79,6 +79,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(line)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed check of a stack carries the state and the last log lines of each of its containers:
+    a CI run is read once, after the stack is gone, so what the containers said must be in the report
+    (a broker that did not come back, a worker that crashed)."""
+    report: pytest.TestReport = yield
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.failed and isinstance(stack, Stack):
+        try:
+            report.sections.append(("containers", stack.compose.diagnostics()))
+        except Exception as exc:  # noqa: BLE001 - the diagnostics must never hide the failure itself
+            report.sections.append(("containers", f"could not collect the containers' logs: {exc!r}"))
+    return report
+
+
 def _free_ports(count: int) -> list[int]:
     """Ports on the host that nothing listens on now (held open together, so they differ)."""
     sockets = [socket.socket() for _ in range(count)]
