@@ -38,6 +38,27 @@ def test_a_task_survives_down_and_up(stack: Stack) -> None:
     assert (again["status"], again["digits"]) == ("SUCCESS", PI_8), again
 
 
+def test_a_task_still_queued_survives_down_and_up(stack: Stack) -> None:
+    """With no worker consuming, a task waits in RabbitMQ. `down` and `up` keep its message: the
+    broker keeps its data on the named volume under its node name, rabbit@<hostname>, and
+    docker-compose.yml fixes that host name (a new container would otherwise get a new name, and a
+    new, empty broker). Once the workers are back, the task is computed."""
+    worker_containers = stack.compose.containers_of("worker")
+    if worker_containers:
+        podman("stop", "-t", "30", *worker_containers, timeout=120)
+    stopped = stack.supervisorctl("stop", *SUPERVISORD_WORKERS)
+    assert stopped.count("stopped") == len(SUPERVISORD_WORKERS), stopped
+    stack.wait_consumers(0)
+    task_id = stack.start(8)
+    assert stack.task(task_id)["status"] == "WAITING"
+    stack.compose.down()
+    stack.compose.up()
+    until(stack.answers, 180, "GET / after `up` again", interval=0.2)
+    done = stack.wait_status(task_id, {"SUCCESS", "FAILURE", "REVOKED"}, timeout=180)
+    assert (done["status"], done["digits"]) == ("SUCCESS", PI_8), done
+    stack.wait_consumers()  # every worker back for the checks that follow
+
+
 def test_the_stack_recovers_by_itself_when_the_broker_restarts(stack: Stack) -> None:
     """The Thrift servers' publishers and every worker reconnect on their own: no other container
     restarts, no health-check ordering needed (podman-compose ignores `condition: service_healthy`)."""
