@@ -71,9 +71,8 @@ class ObservedThrift:
             if span is None:
                 result = await self.inner.call(method, *args, idempotent=idempotent)
             else:
-                # attach/detach rather than trace.use_span: a context manager made with @contextmanager
-                # sets __traceback__ on the exception passing through, and the IDL's exceptions are
-                # immutable (the generated __setattr__ raises TypeError).
+                # attach/detach rather than trace.use_span: the span is ended and its exception
+                # recorded below, with the call's outcome (use_span would record it a second time).
                 token = otel_context.attach(trace.set_span_in_context(span))
                 try:
                     result = await self.inner.call(method, *args, idempotent=idempotent)

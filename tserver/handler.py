@@ -13,7 +13,8 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from RPC.constants import DEFAULT_PAGE, MAX_PAGE, MIN_DECIMAL, STATUSES
@@ -213,14 +214,11 @@ def _no_chunk_running(state: TaskState) -> bool:
     return state.chunks is not None and not state.chunks.running
 
 
-class _storage_errors:
+@contextmanager
+def _storage_errors() -> Iterator[None]:
     """A StorageError inside becomes the IDL's Unavailable (503 at the gateway); anything else passes
-    untouched. A class, not @contextmanager: that one sets __traceback__ on every exception passing
-    through, and the generated IDL exceptions are immutable."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if isinstance(exc, StorageError):
-            raise Unavailable(message=str(exc)) from exc
+    untouched."""
+    try:
+        yield
+    except StorageError as exc:
+        raise Unavailable(message=str(exc)) from exc

@@ -228,7 +228,7 @@ def test_stalled_only_when_the_heartbeat_is_old(store: FileStore) -> None:
 
 def test_cancel_of_a_task_that_ends_meanwhile_is_task_finished(store: FileStore) -> None:
     # The worker records SUCCESS while cancelTask waits for it to stop: an IDL exception that passes
-    # through the storage-error guard untouched (the generated exceptions are immutable).
+    # through the storage-error guard untouched.
     handler = handler_for(store, RecordingQueue(store), max_decimal=10)
     task_id = start(handler, 5)
     store.write(store.read(task_id).evolve(status="PROGRESS", heartbeat="2099-01-01T00:00:00+00:00"))
