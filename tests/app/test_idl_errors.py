@@ -12,9 +12,6 @@ raises, so these checks fail on that too.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import httpx
@@ -25,7 +22,8 @@ from app.config import GatewaySettings
 from app.main import create_app
 from RPC import ttypes
 from testing.stack import REPO
-from testing.waiting import free_port, wait_for
+from testing.waiting import free_port
+from tests.tserver.test_observability_process import tserver
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -47,31 +45,13 @@ def test_an_idl_exception_lets_a_framework_clear_its_traceback(cls: type[TExcept
 
 
 @pytest.fixture(scope="module")
-def thrift_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+def thrift_port(tmp_path_factory: pytest.TempPathFactory, broker_url: str) -> Iterator[int]:
     """A real Thrift server whose state store (Redis on a free port) is down: every call that needs
     the store answers Unavailable."""
-    port_file = tmp_path_factory.mktemp("tserver") / "port"
-    env = {
-        **os.environ,
-        "STATE_BACKEND": "redis",
-        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
-        "REDIS_TIMEOUT": "0.5",
-        "TSERVER_PORT": "0",
-        "TSERVER_METRICS_PORT": "0",
-        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "gen-py")]),
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tserver", "--port-file", str(port_file)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        yield int(wait_for(lambda: port_file.exists() and port_file.read_text().strip(), 30, "the Thrift server"))
-    finally:
-        server.terminate()
-        server.wait(10)
+    redis_url = f"redis://127.0.0.1:{free_port()}/0"
+    folder = tmp_path_factory.mktemp("tserver")
+    with tserver(folder, broker_url, STATE_BACKEND="redis", REDIS_URL=redis_url, REDIS_TIMEOUT="0.5") as running:
+        yield running.port
 
 
 @pytest.mark.parametrize(
