@@ -82,8 +82,10 @@ def running_stack(
             root,
         )
         yield stack
-    except BaseException:
+    except BaseException as exc:
         failed = True
+        if isinstance(exc, Exception):
+            log.error("%s: failed (%s); the last lines of its logs:\n%s", label, exc, stack.log_tails())
         raise
     finally:
         stack.stop()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-from testing.waiting import free_port, wait_for
+from testing.waiting import WaitTimeout, free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -97,9 +97,12 @@ class Stack:
     def start(self) -> None:
         for folder in (self.state_dir, self.log_dir, self.root / "run"):
             folder.mkdir(parents=True, exist_ok=True)
-        self.start_supervisord()
-        self.start_gateway()
-        wait_for(self.worker_ready, 60, "the Celery worker to finish a first task", interval=0.2)
+        try:
+            self.start_supervisord()
+            self.start_gateway()
+            wait_for(self.worker_ready, 60, "the Celery worker to finish a first task", interval=0.2)
+        except WaitTimeout as exc:
+            raise WaitTimeout(f"{exc}\n{self.log_tails()}") from None
 
     def start_supervisord(self) -> None:
         self._spawn("supervisord", [str(BIN / "supervisord"), "-c", str(REPO / "supervisord.conf")])
@@ -180,6 +183,15 @@ class Stack:
 
     def logs_hint(self) -> str:
         return f" (logs in {self.log_dir} and {self.root})"
+
+    def log_tails(self, lines: int = 15) -> str:
+        """The last lines of each of its log files: what a failure report carries, since a CI
+        machine's temporary folders are gone by the time anyone reads it."""
+        parts = []
+        for path in sorted([*self.root.glob("*.out"), *self.log_dir.glob("*.log")]):
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            parts.append(f"--- {path.name}\n" + "\n".join(tail))
+        return "\n".join(parts)
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
         out = open(self.root / f"{name}.out", "ab")  # noqa: SIM115 - closed with the process

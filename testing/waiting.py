@@ -14,12 +14,21 @@ class WaitTimeout(AssertionError):
     """Something did not happen in time. An AssertionError, so that pytest reports it as a failure."""
 
 
+#: Every port free_port has handed out in this process: the kernel picks bind(0)'s port at random
+#: and may pick one again before the process it was meant for has bound it.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that nothing listens on right now, never the same one twice in a process
+    (a stack takes five at once, and two of them equal would leave one of its listeners unable to bind)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port: int = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05) -> T:
