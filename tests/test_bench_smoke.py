@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,8 +67,10 @@ def test_quick_bench_runs_every_section(broker_url: str, redis_url: str, tmp_pat
         stdout, stderr = proc.communicate(timeout=120)
         pytest.fail(f"the quick bench took more than 780 s\n{stdout[-2000:]}\n{stderr[-4000:]}")
     assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout[-2000:]}\n{stderr[-4000:]}"
-    # What the bench logged as going wrong: a figure can be missing because a product did not start.
-    trouble = "\n".join(line for line in stderr.splitlines() if " ERROR " in line or " WARNING " in line)[-4000:]
+    # What the bench logged as going wrong, whole records (a failed start's carries its logs' last lines):
+    # a figure can be missing because a product did not start.
+    records = re.split(r"\n(?=\d{4}-\d\d-\d\d )", stderr)
+    trouble = "\n".join(r for r in records if " bench ERROR " in r or " bench WARNING " in r)[-6000:]
     report = out.read_text()
     results = tmp_path / "BENCHMARKS-results"
     for name, title in SECTIONS.items():
